@@ -1,0 +1,5 @@
+import sys
+
+from fpgacnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `fpgacnn` subcommand (see fpgacnn.cli)."""

@@ -1,0 +1,88 @@
+"""The one hardware configuration of the engine.
+
+The planner chooses it and writes it as TOML; the exporter's default layouts, the compiler and
+the Amaranth generator read the same object. No hardware constant is written anywhere else.
+
+    [engine]
+    tm = 16        # Q: output channels computed per cycle (rows of the PE array)
+    tn = 8         # L: length of the input vector each PE row consumes per cycle
+    ...
+"""
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from fpgacnn.atomic import atomic_open
+from fpgacnn.errors import UserError
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Parameters of the layer-serial engine (Zhang et al.'s names for the tiles)."""
+
+    device: str = "xc7z020"
+    clock_mhz: float = 100.0
+    tm: int = 16                    # Q: output channels per tile, rows of the PE array
+    tn: int = 8                     # L: input channels per tile, MACs per PE row
+    tr: int = 16                    # output rows per tile
+    tc: int = 16                    # output columns per tile
+    act_bits: int = 8               # feature-map word width
+    weight_bits: int = 8
+    acc_bits: int = 32
+    max_kernel: int = 11
+    max_stride: int = 4
+    ddr_width_bits: int = 64        # data width of the memory port
+    burst_len: int = 16             # beats per burst
+    ddr_latency: int = 20           # cycles from request to first beat
+    ddr_bytes_per_cycle: float = 8.0  # sustained bandwidth at the engine clock
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in (int, "int") and (not isinstance(value, int) or isinstance(value, bool)
+                                            or value < 1):
+                raise UserError(f"hardware config: {f.name} must be a positive integer, "
+                                f"got {value!r}")
+            if f.type in (float, "float") and (not isinstance(value, (int, float))
+                                                or value <= 0):
+                raise UserError(f"hardware config: {f.name} must be a positive number, "
+                                f"got {value!r}")
+
+    @property
+    def q(self) -> int:
+        return self.tm
+
+    @property
+    def l(self) -> int:  # noqa: E743 - the name the design documents use
+        return self.tn
+
+    def with_(self, **changes) -> "HardwareConfig":
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise UserError(f"hardware config: unknown key(s) {sorted(unknown)}; known: "
+                            f"{', '.join(f.name for f in fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_toml(cls, path) -> "HardwareConfig":
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(f"hardware config {path}: no such file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"hardware config {path}: {e}") from None
+        return cls().with_(**data.get("engine", data))
+
+    def to_toml(self) -> str:
+        lines = ["[engine]"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lines.append(f"{f.name} = {value!r}" if not isinstance(value, str)
+                         else f'{f.name} = "{value}"')
+        return "\n".join(lines) + "\n"
+
+    def save(self, path) -> None:
+        with atomic_open(path) as f:
+            f.write(self.to_toml())

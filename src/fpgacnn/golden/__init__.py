@@ -1,0 +1,1 @@
+"""The golden model: the integer arithmetic the hardware must reproduce, bit for bit."""
