@@ -1,0 +1,46 @@
+"""What the three frontends share: a node list with unique names, and the unsupported-op error."""
+
+import numpy as np
+
+from fpgacnn.errors import UserError
+from fpgacnn.ir import Graph, Node
+
+
+class GraphBuilder:
+    """Collects IR nodes in order, giving each a unique, readable name.
+
+    >>> b = GraphBuilder("net", {"input": (1, 3, 8, 8)})
+    >>> b.add("conv", ops.Conv2d(3, 4, 3), ["input"], {"weight": w, "bias": bias})
+    'conv'
+    >>> graph = b.build(["conv"])
+    """
+
+    def __init__(self, name: str, inputs: dict):
+        self.name = name
+        self.inputs = dict(inputs)
+        self.nodes: list[Node] = []
+        self._taken = set(inputs)
+
+    def unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._taken:
+            name = f"{base}_{i}"
+            i += 1
+        self._taken.add(name)
+        return name
+
+    def add(self, base: str, op, inputs, params=None) -> str:
+        """Append a node named `base` (or `base_1`, ... if taken); returns the name used."""
+        name = self.unique(base)
+        params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
+        self.nodes.append(Node(name, op, tuple(inputs), params))
+        return name
+
+    def build(self, outputs) -> Graph:
+        return Graph(self.name, self.inputs, tuple(self.nodes), tuple(outputs))
+
+
+def unsupported(where: str, node: str, op_type: str, supported) -> UserError:
+    """The error for an op outside the supported set: names node, op type and what we support."""
+    return UserError(f"{where}: node {node!r}: op {op_type} is not supported "
+                     f"(supported: {', '.join(sorted(supported))})")
