@@ -1,0 +1,197 @@
+"""Layout spec: how a tensor becomes rows of memory words.
+
+A layout is an einops pattern whose right side has two groups, rows (addresses) and lanes (the
+values packed in one word), plus the sizes of split axes, the value width and the order of the
+lanes in a word. Seed 000's conv5 weight order `w[2k+j, 16p+i, x, y]`, looping p, k, x, y per
+row and i, j inside a row, is
+
+    Layout("(k j) (p i) x y -> (p k x y) (i j)", {"j": 2, "i": 16}, bits=16, msb_first=True)
+
+Row r of the result is memory address r; lane 0 is the first value of a row, at the least
+significant end of the word unless `msb_first` (the seed writes strings left to right, so its
+first value is the most significant one). The pattern algebra is einops'.
+"""
+
+from dataclasses import dataclass, field
+from math import prod
+from types import MappingProxyType
+from typing import Mapping
+
+import einops
+import numpy as np
+from einops.parsing import ParsedExpression
+
+from fpgacnn.errors import UserError
+from fpgacnn.golden.arith import int_range, saturate
+
+MAX_VALUE_BITS = 32
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A tensor-to-memory layout; see the module docstring.
+
+    - `sizes`: sizes of split axes, e.g. {"j": 2, "i": 16}
+    - `bits`: width of one value; `signed`: two's complement, else unsigned
+    - `msb_first`: lane 0 at the most significant end of the word
+    - `word_bits`: word width, at least lanes * bits (the rest is zero at the top); None means
+      lanes * bits
+    - `pad`: zero-pad a split axis up to a multiple of its known sizes (channels to a multiple
+      of L); without it such a tensor is an error
+    - `bank_depth`: split the rows over several memories of this many rows each
+
+    >>> Layout("a b -> a b", bits=8).rows(np.array([[1, -2]]), "t").tolist()
+    [[1, -2]]
+    """
+
+    pattern: str
+    sizes: Mapping[str, int] = field(default_factory=dict)
+    bits: int = 8
+    signed: bool = True
+    msb_first: bool = False
+    word_bits: int | None = None
+    pad: bool = False
+    bank_depth: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "sizes", MappingProxyType(dict(self.sizes)))
+        if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_VALUE_BITS:
+            raise UserError(f"layout {self.pattern!r}: bits must be 1..{MAX_VALUE_BITS}, "
+                            f"not {self.bits!r}")
+        for key in ("word_bits", "bank_depth"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"layout {self.pattern!r}: {key} must be a positive integer, "
+                                f"not {value!r}")
+        for name, size in self.sizes.items():
+            if not isinstance(size, int) or size < 1:
+                raise UserError(f"layout {self.pattern!r}: size {name}={size!r} must be a "
+                                f"positive integer")
+        self._sides()
+
+    def _sides(self) -> tuple[ParsedExpression, ParsedExpression]:
+        if self.pattern.count("->") != 1:
+            raise UserError(f"layout {self.pattern!r}: a pattern needs exactly one '->'")
+        left, right = (s.strip() for s in self.pattern.split("->"))
+        try:
+            parsed = ParsedExpression(left), ParsedExpression(right)
+        except einops.EinopsError as e:
+            raise UserError(f"layout {self.pattern!r}: {str(e).strip().splitlines()[0]}") \
+                from None
+        if parsed[0].has_ellipsis or parsed[1].has_ellipsis:
+            raise UserError(f"layout {self.pattern!r}: '...' is not supported; name every axis")
+        if len(parsed[1].composition) not in (1, 2):
+            raise UserError(f"layout {self.pattern!r}: the right side must be 'ROWS LANES' "
+                            f"(two groups) or 'ROWS' (one value per word)")
+        unknown = set(self.sizes) - parsed[0].identifiers
+        if unknown:
+            raise UserError(f"layout {self.pattern!r}: size given for axis "
+                            f"{sorted(unknown)[0]!r} which is not in the pattern")
+        return parsed
+
+    # ---- geometry -----------------------------------------------------------------------------
+
+    def axis_sizes(self, shape, name: str = "tensor") -> tuple[tuple[int, ...], dict[str, int]]:
+        """(padded shape, size of every named axis) for a tensor of `shape`.
+
+        Raises UserError naming the axis and both sizes when `shape` does not fit the pattern.
+        """
+        left, _ = self._sides()
+        shape = tuple(int(d) for d in shape)
+        if len(shape) != len(left.composition):
+            raise UserError(f"tensor {name}: layout {self.pattern!r} has "
+                            f"{len(left.composition)} axes, the tensor has shape {shape}")
+        sizes, padded = dict(self.sizes), []
+        for axis, (group, dim) in enumerate(zip(left.composition, shape)):
+            known = prod(self.sizes[a] for a in group if a in self.sizes)
+            free = [a for a in group if a not in self.sizes]
+            label = group[0] if len(group) == 1 else f"({' '.join(group)})"
+            if len(free) > 1:
+                raise UserError(f"tensor {name}: axis {axis} {label!r} needs the sizes of all "
+                                f"but one of {', '.join(group)}")
+            target = -(-dim // known) * known if free else known
+            if target != dim and not (self.pad and target > dim):
+                what = f"a multiple of {known}" if free else f"{known}"
+                raise UserError(f"tensor {name}: axis {axis} {label!r} has size {dim}, the "
+                                f"layout needs {what}")
+            if free:
+                sizes[free[0]] = target // known
+            padded.append(target)
+        return tuple(padded), sizes
+
+    def rows_shape(self, shape) -> tuple[int, int]:
+        """(number of rows, lanes per row) for a tensor of `shape`."""
+        padded, sizes = self.axis_sizes(shape)
+        _, right = self._sides()
+        groups = [prod(sizes[a] for a in g) for g in right.composition]
+        return (groups[0], groups[1] if len(groups) == 2 else 1)
+
+    def word_width(self, lanes: int) -> int:
+        """Bits in one word holding `lanes` values."""
+        width = self.word_bits or lanes * self.bits
+        if width < lanes * self.bits:
+            raise UserError(f"layout {self.pattern!r}: word_bits={width} cannot hold {lanes} "
+                            f"values of {self.bits} bits")
+        return width
+
+    # ---- tensor <-> rows ----------------------------------------------------------------------
+
+    def rows(self, tensor, name: str = "tensor", saturating: bool = False) -> np.ndarray:
+        """The tensor as a 2-D array (rows, lanes) in the tensor's integer dtype.
+
+        A value that does not fit `bits` is an error naming the tensor, index and value, unless
+        `saturating` (then it is clamped to the range).
+        """
+        tensor = np.asarray(tensor)
+        tensor = check_fits(tensor, self.bits, self.signed, name, saturating)
+        padded, sizes = self.axis_sizes(tensor.shape, name)
+        if padded != tensor.shape:
+            tensor = np.pad(tensor, [(0, p - d) for p, d in zip(padded, tensor.shape)])
+        rows = einops.rearrange(tensor, self.pattern, **sizes)
+        return rows.reshape(rows.shape[0], -1)
+
+    def unrows(self, rows, shape) -> np.ndarray:
+        """The inverse of `rows`: the tensor of `shape` from a (rows, lanes) array."""
+        left, right = self._sides()
+        padded, sizes = self.axis_sizes(shape)
+        expected = self.rows_shape(shape)
+        rows = np.asarray(rows)
+        if rows.shape != expected:
+            raise UserError(f"layout {self.pattern!r}: a tensor of shape {tuple(shape)} needs "
+                            f"{expected[0]} rows of {expected[1]} values, the data has "
+                            f"{rows.shape[0]} rows of {rows.shape[1] if rows.ndim > 1 else 1}")
+        if len(right.composition) == 1:
+            rows = rows[:, 0]
+        lhs, rhs = (s.strip() for s in self.pattern.split("->"))
+        tensor = einops.rearrange(rows, f"{rhs} -> {lhs}", **sizes)
+        return tensor[tuple(slice(0, d) for d in shape)]
+
+    def describe(self) -> dict:
+        """A JSON-able description (for ddr_map.json and manifests)."""
+        return {"pattern": self.pattern, "sizes": dict(self.sizes), "bits": self.bits,
+                "signed": self.signed, "msb_first": self.msb_first,
+                "word_bits": self.word_bits, "pad": self.pad, "bank_depth": self.bank_depth}
+
+
+def check_fits(tensor: np.ndarray, bits: int, signed: bool, name: str,
+               saturating: bool = False) -> np.ndarray:
+    """The tensor itself if every value fits `bits`, clamped if `saturating`, else UserError.
+
+    >>> check_fits(np.array([3, 200]), 8, True, "w")
+    Traceback (most recent call last):
+    fpgacnn.errors.UserError: tensor w: value 200 at index (1,) does not fit 8-bit signed ...
+    """
+    if tensor.dtype.kind not in "iub":
+        raise UserError(f"tensor {name}: values must be integers, not {tensor.dtype}")
+    if tensor.size == 0:
+        return tensor
+    lo, hi = int_range(bits, signed)
+    if int(tensor.min()) >= lo and int(tensor.max()) <= hi:
+        return tensor
+    if saturating:
+        return saturate(tensor, bits, signed).astype(np.int64)
+    flat = int(np.flatnonzero((tensor < lo) | (tensor > hi))[0])
+    index = tuple(int(i) for i in np.unravel_index(flat, tensor.shape))
+    kind = "signed" if signed else "unsigned"
+    raise UserError(f"tensor {name}: value {int(tensor.flat[flat])} at index {index} does not "
+                    f"fit {bits}-bit {kind} [{lo}, {hi}] (use --saturate to clamp)")
