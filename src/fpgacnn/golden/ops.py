@@ -1,0 +1,132 @@
+"""One function per op: the integer arithmetic of each layer (docs/numerics.md, "Ops").
+
+Every function takes the layer, the integer inputs (int64 arrays), their formats and the model's
+shift rounding, and returns the layer's integer output (int64, inside [out_lo, out_hi]).
+"""
+
+import numpy as np
+import torch
+
+from fpgacnn.errors import UserError
+from fpgacnn.golden.kernels import conv2d_int, matmul_int, window_max, window_sum
+from fpgacnn.golden.requant import finish, requantize
+from fpgacnn.ir import ops
+from fpgacnn.quant.model import QLayer, TensorFormat
+
+
+def accumulate(layer: QLayer, x, fmt: TensorFormat) -> np.ndarray:
+    """The int accumulator of a conv or linear layer: sum (x - zp_x) * w, plus bias.
+
+    Padding holds the input zero point, so it contributes 0 after the subtraction.
+    """
+    xs = np.asarray(x, np.int64) - fmt.zero_point
+    op = layer.op
+    if isinstance(op, ops.Conv2d):
+        acc = conv2d_int(xs, layer.weight, op.stride, op.padding, op.dilation, op.groups)
+    else:
+        acc = matmul_int(xs, layer.weight)
+    if layer.bias is not None:
+        acc = acc + layer.bias.reshape((1, -1) + (1,) * (acc.ndim - 2))
+    return acc
+
+
+def conv_or_linear(layer, xs, fmts, rounding):
+    acc = accumulate(layer, xs[0], fmts[0])
+    return finish(requantize(acc, layer.requant), layer, rounding=rounding)
+
+
+def max_pool(layer, xs, fmts, rounding):
+    y = window_max(xs[0], layer.op)
+    return _to_output(layer, y, fmts[0], rounding)
+
+
+def avg_pool(layer, xs, fmts, rounding):
+    """Sum of (x - zp) over the window, then one requantization by s_in / (s_out * count)."""
+    acc = window_sum(np.asarray(xs[0], np.int64) - fmts[0].zero_point, layer.op)
+    return finish(requantize(acc, layer.requant), layer, rounding=rounding)
+
+
+def global_avg_pool(layer, xs, fmts, rounding):
+    x = np.asarray(xs[0], np.int64) - fmts[0].zero_point
+    acc = x.sum(axis=(2, 3), keepdims=True)
+    return finish(requantize(acc, layer.requant), layer, rounding=rounding)
+
+
+def _to_output(layer, x, fmt, rounding, rq=None):
+    """x (at format fmt) to the layer's output format: rescale unless it is the same."""
+    y = np.asarray(x, np.int64) - fmt.zero_point
+    if rq is not None:
+        y = requantize(y, rq)
+    return finish(y, layer, rounding=rounding)
+
+
+def elementwise(layer, xs, fmts, rounding):
+    """Standalone activations, upsample and flatten: same scale in and out (or requantized)."""
+    op = layer.op
+    x = np.asarray(xs[0], np.int64)
+    if isinstance(op, ops.Upsample):
+        x = x.repeat(op.scale, axis=2).repeat(op.scale, axis=3)
+    elif isinstance(op, ops.Flatten):
+        x = x.reshape(x.shape[0], -1)
+    rq = layer.input_requants[0] if layer.input_requants else None
+    return _to_output(layer, x, fmts[0], rounding, rq)
+
+
+def concat(layer, xs, fmts, rounding):
+    """Every input requantized to the output's scale and zero point, then joined (seed 002)."""
+    parts = []
+    for x, fmt, rq in zip(xs, fmts, layer.input_requants):
+        parts.append(_to_output(layer, x, fmt, rounding, rq))
+    return np.concatenate(parts, axis=layer.op.axis)
+
+
+def add(layer, xs, fmts, rounding):
+    """Residual add: each input rescaled to the output scale times 2**guard, summed, shifted."""
+    total = 0
+    for x, fmt, rq in zip(xs, fmts, layer.input_requants):
+        total = total + requantize(np.asarray(x, np.int64) - fmt.zero_point, rq)
+    return finish(requantize(total, layer.requant), layer, rounding=rounding)
+
+
+def host(layer, xs, fmts, rounding):
+    """Host ops: dequantize, run in float32, quantize to the output format (half to even)."""
+    from fpgacnn.ir.reference import run_node
+
+    real = [torch.as_tensor(fmt.scale * (np.asarray(x, np.float64) - fmt.zero_point),
+                            dtype=torch.float32) for x, fmt in zip(xs, fmts)]
+    with torch.no_grad():
+        y = run_node(_float_node(layer), real, {}).numpy().astype(np.float64)
+    q = np.rint(y / layer.output.scale) + layer.output.zero_point
+    return np.clip(q, layer.out_lo, layer.out_hi).astype(np.int64)
+
+
+def _float_node(layer):
+    from fpgacnn.ir import Node
+    return Node(layer.name, layer.op, layer.inputs)
+
+
+KERNELS = {
+    ops.Conv2d: conv_or_linear,
+    ops.Linear: conv_or_linear,
+    ops.MaxPool: max_pool,
+    ops.AvgPool: avg_pool,
+    ops.GlobalAvgPool: global_avg_pool,
+    ops.ReLU: elementwise,
+    ops.LeakyReLU: elementwise,
+    ops.PReLU: elementwise,
+    ops.Clip: elementwise,
+    ops.Upsample: elementwise,
+    ops.Flatten: elementwise,
+    ops.Concat: concat,
+    ops.Add: add,
+    ops.Softmax: host,
+    ops.LRN: host,
+    ops.YoloHead: host,
+}
+
+
+def run_layer(layer: QLayer, xs, fmts, rounding: str) -> np.ndarray:
+    kernel = KERNELS.get(type(layer.op))
+    if kernel is None:
+        raise UserError(f"layer {layer.name!r}: op {layer.kind} has no integer kernel")
+    return kernel(layer, xs, fmts, rounding)

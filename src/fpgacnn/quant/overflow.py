@@ -1,0 +1,61 @@
+"""The static worst-case accumulator check: can any layer's accumulator overflow?"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fpgacnn.ir import ops
+from fpgacnn.quant.model import QLayer, QModel, TensorFormat
+
+
+@dataclass(frozen=True)
+class AccumulatorReport:
+    layer: str
+    worst: int          # largest |accumulator| any input in range can produce
+    bits_needed: int    # signed width holding +-worst
+    acc_bits: int
+
+    @property
+    def fits(self) -> bool:
+        return self.bits_needed <= self.acc_bits
+
+
+def _max_offset(fmt: TensorFormat) -> int:
+    """The largest |q - zero_point| of a format."""
+    return max(fmt.hi - fmt.zero_point, fmt.zero_point - fmt.lo)
+
+
+def worst_accumulator(layer: QLayer, in_formats: list[TensorFormat]) -> int:
+    """max |acc| over all inputs in range: sum_k |w_ck| * max|x - zp| + |b_c|, worst channel."""
+    op = layer.op
+    if isinstance(op, (ops.Conv2d, ops.Linear)):
+        w = np.abs(layer.weight.reshape(layer.weight.shape[0], -1)).sum(axis=1)
+        worst = w * _max_offset(in_formats[0])
+        if layer.bias is not None:
+            worst = worst + np.abs(layer.bias)
+        return int(worst.max())
+    if isinstance(op, ops.AvgPool):
+        return op.kernel[0] * op.kernel[1] * _max_offset(in_formats[0])
+    return 0
+
+
+def check_accumulators(qmodel: QModel, in_shapes=None) -> list[AccumulatorReport]:
+    """One report per conv, linear and average-pool layer.
+
+    >>> [r for r in check_accumulators(qm) if not r.fits]
+    []
+    """
+    reports = []
+    shapes = qmodel.float_graph.shapes if qmodel.float_graph is not None else {}
+    for layer in qmodel.layers:
+        fmts = [qmodel.format_of(t) for t in layer.inputs]
+        if isinstance(layer.op, ops.GlobalAvgPool):
+            shape = shapes.get(layer.inputs[0])
+            worst = (shape[2] * shape[3] if shape else 1) * _max_offset(fmts[0])
+        elif isinstance(layer.op, (ops.Conv2d, ops.Linear, ops.AvgPool)):
+            worst = worst_accumulator(layer, fmts)
+        else:
+            continue
+        reports.append(AccumulatorReport(layer.name, worst, worst.bit_length() + 1,
+                                         qmodel.acc_bits))
+    return reports
