@@ -143,8 +143,8 @@ class Layout:
         `saturating` (then it is clamped to the range).
         """
         tensor = np.asarray(tensor)
-        tensor = check_fits(tensor, self.bits, self.signed, name, saturating)
         padded, sizes = self.axis_sizes(tensor.shape, name)
+        tensor = check_fits(tensor, self.bits, self.signed, name, saturating)
         if padded != tensor.shape:
             tensor = np.pad(tensor, [(0, p - d) for p, d in zip(padded, tensor.shape)])
         rows = einops.rearrange(tensor, self.pattern, **sizes)
