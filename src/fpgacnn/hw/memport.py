@@ -47,6 +47,16 @@ def burst_layout(addr_width=ADDR_WIDTH):
     return data.StructLayout({"addr": addr_width, "len": LEN_WIDTH})
 
 
+def read_beat_layout(data_width):
+    """Payload of `r`: one data word and the flag of a burst's last beat."""
+    return data.StructLayout({"data": data_width, "last": 1})
+
+
+def write_beat_layout(data_width):
+    """Payload of `w`: one data word, its byte strobes and the flag of a burst's last beat."""
+    return data.StructLayout({"data": data_width, "strb": data_width // 8, "last": 1})
+
+
 def command_layout(addr_width=ADDR_WIDTH):
     """Payload of a DMA command: byte address (word aligned) and length in bytes."""
     return data.StructLayout({"addr": addr_width, "length": COUNT_WIDTH})
@@ -55,17 +65,16 @@ def command_layout(addr_width=ADDR_WIDTH):
 class ReadPortSignature(wiring.Signature):
     """Master side of a burst read port (`ar` out, `r` in).
 
-    >>> ReadPortSignature(64).members["r"].signature.payload_shape.size
-    65
+    >>> ReadPortSignature(64).data_width
+    64
     """
 
     def __init__(self, data_width, addr_width=ADDR_WIDTH):
         _check_data_width(data_width)
         self.data_width, self.addr_width = data_width, addr_width
-        beat = data.StructLayout({"data": data_width, "last": 1})
         super().__init__({
             "ar": Out(stream.Signature(burst_layout(addr_width))),
-            "r": In(stream.Signature(beat)),
+            "r": In(stream.Signature(read_beat_layout(data_width))),
         })
 
     def __eq__(self, other):
@@ -79,17 +88,16 @@ class ReadPortSignature(wiring.Signature):
 class WritePortSignature(wiring.Signature):
     """Master side of a burst write port (`aw` and `w` out, `b` in).
 
-    >>> WritePortSignature(64).members["w"].signature.payload_shape.size
+    >>> write_beat_layout(64).size
     73
     """
 
     def __init__(self, data_width, addr_width=ADDR_WIDTH):
         _check_data_width(data_width)
         self.data_width, self.addr_width = data_width, addr_width
-        beat = data.StructLayout({"data": data_width, "strb": data_width // 8, "last": 1})
         super().__init__({
             "aw": Out(stream.Signature(burst_layout(addr_width))),
-            "w": Out(stream.Signature(beat)),
+            "w": Out(stream.Signature(write_beat_layout(data_width))),
             "b": In(stream.Signature(2)),
         })
 

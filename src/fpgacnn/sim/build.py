@@ -1,0 +1,117 @@
+"""Building the Verilator simulator of a `SimTop`, cached by a hash of everything that goes in.
+
+The cache key covers the generated Verilog, the harness sources, the -D macros derived from
+the port layouts, and the Verilator version; the cache lives in `$FPGACNN_CACHE` or
+`~/.cache/fpgacnn`, one directory per key.
+
+>>> from fpgacnn.config import HardwareConfig
+>>> from fpgacnn.hw.memport import ADDR_WIDTH, burst_layout, read_beat_layout, write_beat_layout
+from fpgacnn.hw.verilog import MemoryCopy, SimTop
+>>> exe = build_simulator(SimTop(MemoryCopy.from_config(HardwareConfig())))  # doctest: +SKIP
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from fpgacnn.errors import UserError
+from fpgacnn.hw.memport import ADDR_WIDTH, burst_layout, read_beat_layout, write_beat_layout
+from fpgacnn.hw.verilog import TOP_NAME, verilog_text
+
+HARNESS_FILES = ("harness.cpp", "ddr.h", "bits.h")
+EXECUTABLE = "harness"
+MAX_DATA_BITS = 512   # the harness passes byte strobes in a 64-bit integer
+
+
+def cache_root():
+    """Directory of cached builds: $FPGACNN_CACHE, else ~/.cache/fpgacnn."""
+    root = os.environ.get("FPGACNN_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "fpgacnn"
+
+
+def harness_defines(top):
+    """-D macros for the harness: data width and the bit offsets of the payload fields."""
+    if top.data_width > MAX_DATA_BITS:
+        raise UserError(f"hardware config: ddr_width_bits {top.data_width} is above the "
+                        f"simulator's limit of {MAX_DATA_BITS}")
+    ar = burst_layout(ADDR_WIDTH)
+    r = read_beat_layout(top.data_width)
+    w = write_beat_layout(top.data_width)
+    return {
+        "DATA_BITS": top.data_width,
+        "AR_ADDR_LSB": ar["addr"].offset, "AR_ADDR_BITS": ar["addr"].width,
+        "AR_LEN_LSB": ar["len"].offset, "AR_LEN_BITS": ar["len"].width,
+        "R_LAST_LSB": r["last"].offset,
+        "W_STRB_LSB": w["strb"].offset, "W_LAST_LSB": w["last"].offset,
+    }
+
+
+def _verilator_version():
+    try:
+        result = subprocess.run(["verilator", "--version"], capture_output=True, text=True,
+                                check=True)
+    except FileNotFoundError:
+        raise UserError("verilator: not found on PATH (Debian: apt-get install verilator)") \
+            from None
+    return result.stdout.strip()
+
+
+def _harness_sources():
+    package = resources.files("fpgacnn.sim")
+    return {name: package.joinpath(name).read_text() for name in HARNESS_FILES}
+
+
+def build_key(verilog, defines, sources, version):
+    digest = hashlib.sha256()
+    for part in (verilog, repr(sorted(defines.items())), repr(sorted(sources.items())), version):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:24]
+
+
+def build_simulator(top, jobs=2, quiet=True):
+    """Path of the Verilator executable simulating `top` (a SimTop); builds it if not cached."""
+    verilog = verilog_text(top)
+    defines = harness_defines(top)
+    sources = _harness_sources()
+    key = build_key(verilog, defines, sources, _verilator_version())
+    final = cache_root() / "verilator" / key
+    exe = final / EXECUTABLE
+    if exe.exists():
+        return exe
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=final.parent))
+    try:
+        _compile(work, verilog, defines, sources, jobs, quiet)
+        try:
+            os.rename(work, final)
+        except OSError:       # another process finished the same build first
+            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return exe
+
+
+def _compile(work, verilog, defines, sources, jobs, quiet):
+    (work / f"{TOP_NAME}.v").write_text(verilog)
+    for name, text in sources.items():
+        (work / name).write_text(text)
+    cflags = " ".join(f"-D{k}={v}" for k, v in defines.items()) + f" -I{work}"
+    command = ["verilator", "--cc", "--exe", "--build", "-O3", "-j", str(jobs),
+               "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+               "--x-initial", "fast", "--top-module", TOP_NAME, "--Mdir", str(work / "obj"),
+               "-CFLAGS", f"-O2 {cflags}", "-o", str(work / EXECUTABLE),
+               f"{TOP_NAME}.v", "harness.cpp"]
+    result = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise RuntimeError(f"verilator build failed in {work}:\n{tail}")
+    if not quiet:
+        print(result.stdout, file=sys.stderr)
+    shutil.rmtree(work / "obj", ignore_errors=True)

@@ -1,0 +1,118 @@
+"""The Verilator flow (emission, harness, C++ DDR model, build cache, runtime) on MemoryCopy.
+
+Oracles: plain byte slicing for what a copy must leave in memory, and the Python DDR model
+(the definition of the memory's timing) running the same design in Amaranth's simulator for the
+cycle counts of the C++ model.
+"""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from fpgacnn.config import HardwareConfig
+from fpgacnn.hw.verilog import MemoryCopy, SimTop
+from fpgacnn.sim import build
+from fpgacnn.sim.ddr import DDRModel, add_ddr_process
+from fpgacnn.sim.runtime import SimulatedDevice, SimulationError
+
+CONFIGS = {
+    "64": HardwareConfig(),
+    "32": HardwareConfig(ddr_width_bits=32, burst_len=8, ddr_latency=7,
+                         ddr_bytes_per_cycle=2.5),
+    "128": HardwareConfig(ddr_width_bits=128, burst_len=4, ddr_latency=3,
+                          ddr_bytes_per_cycle=16.0),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def device(request):
+    config = CONFIGS[request.param]
+    return SimulatedDevice(MemoryCopy.from_config(config), config)
+
+
+def copy_in_amaranth(config, memory, src, dst, length, max_outstanding=16):
+    """Cycles of the same copy in Amaranth's simulator against the Python DDR model."""
+    dut = SimTop(MemoryCopy.from_config(config), max_outstanding)
+    ddr = DDRModel(memory, config.ddr_width_bits // 8, config.ddr_latency,
+                   config.ddr_bytes_per_cycle, max_outstanding)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    add_ddr_process(sim, ddr, rd=dut.rd, wr=dut.wr)
+    cycles = []
+
+    async def testbench(ctx):
+        ctx.set(dut.args, [src, dst, length, 0])
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        cycle = 1
+        while ctx.get(dut.busy):
+            await ctx.tick()
+            cycle += 1
+        cycles.append(cycle)
+    sim.add_testbench(testbench)
+    sim.run()
+    return cycles[0]
+
+
+def test_copy_moves_exactly_the_bytes_asked_for(device):
+    rng = random.Random(device.config.ddr_width_bits)
+    word = device.config.ddr_width_bits // 8
+    image = bytes(rng.randrange(256) for _ in range(8192))
+    for src, dst, length in [(0, 4096, 1000), (word * 7, 6000 - 6000 % word, 1234),
+                             (64, 128, 3), (512, 5120, 0)]:
+        device.load(image)
+        device.start(src, dst, length)
+        result = device.wait()
+        expected = bytearray(image)
+        expected[dst:dst + length] = image[src:src + length]
+        assert device.read(0, len(image)) == bytes(expected), (src, dst, length)
+        words = -(-length // word)
+        assert result.bytes_read == result.bytes_written == words * word
+        assert result.status == words
+
+
+def test_cycles_match_the_python_ddr_model(device):
+    config = device.config
+    image = bytes(range(256)) * 32
+    for src, dst, length in [(0, 4096, 1000), (40 - 40 % (config.ddr_width_bits // 8), 6144, 77)]:
+        device.load(image)
+        device.start(src, dst, length)
+        cycles = device.wait().cycles
+        assert cycles == copy_in_amaranth(config, bytearray(image), src, dst, length)
+
+
+def test_cycle_limit_stops_the_run_and_says_where(device):
+    word = device.config.ddr_width_bits // 8
+    image = bytes(random.Random(1).randrange(256) for _ in range(8192))
+    device.load(image)
+    device.start(0, 4096, 4000)
+    result = device.run_to(60)
+    assert not result.finished and result.cycles == 60
+    copied = result.status * word
+    assert 0 < copied < 4000
+    assert device.read(4096, copied) == image[:copied]
+    device.load(image)
+    device.start(0, 4096, 4000)
+    with pytest.raises(SimulationError, match=r"cycle limit of 60 cycles; controller at status"):
+        device.wait(max_cycles=60)
+
+
+def test_access_outside_the_image_is_reported(device):
+    device.load(bytes(4096))
+    device.start(0, 4000, 1000)
+    with pytest.raises(SimulationError, match="outside the 4096-byte image"):
+        device.wait()
+
+
+def test_build_is_cached_and_keyed_by_the_design(device, monkeypatch):
+    def no_compile(*args, **kwargs):
+        raise AssertionError("rebuilt although cached")
+    config = device.config
+    monkeypatch.setattr(build, "_compile", no_compile)
+    again = build.build_simulator(SimTop(MemoryCopy.from_config(config)))
+    assert again == device.executable
+    other = SimTop(MemoryCopy.from_config(config.with_(burst_len=config.burst_len * 2)))
+    with pytest.raises(AssertionError, match="rebuilt"):
+        build.build_simulator(other)
