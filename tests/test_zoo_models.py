@@ -174,3 +174,20 @@ def test_fixed_pool_equals_adaptive_pool(size, factor_h, factor_w, upsample):
 def test_uneven_adaptive_pool_is_a_user_error_naming_the_layer():
     with pytest.raises(UserError, match="avgpool: adaptive average pool from 4x4 to 6x6"):
         fixed_pool(torch.nn.AdaptiveAvgPool2d(6), (4, 4), "avgpool")
+
+
+def test_yolov3_tiny_from_the_bundled_cfg():
+    graph = load_model("zoo:yolov3-tiny", (1, 3, 64, 64))
+    assert [graph.shapes[t] for t in graph.outputs] == [(1, 255, 2, 2), (1, 255, 4, 4)]
+    assert all(graph.node(t).op.host for t in graph.outputs)  # yolo heads run on the host
+    kinds = [n.op.kind for n in graph.nodes]
+    assert kinds.count("Conv2d") == 13 and "Upsample" in kinds and "Concat" in kinds
+    stride_one = [n.op for n in graph.nodes if isinstance(n.op, ops.MaxPool)][-1]
+    assert stride_one.stride == (1, 1) and stride_one.padding == (0, 0, 1, 1)
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    first, second = run_float(graph, x), run_float(load_model("zoo:yolov3-tiny", x.shape), x)
+    for key in first:  # the same seeded weights every time
+        np.testing.assert_array_equal(first[key], second[key])
+    assert zoo.load("yolov3-tiny", (1, 3, 32, 32)).shapes["layer23_yolo"] == (1, 255, 2, 2)
+    with pytest.raises(UserError, match="multiples of 32"):
+        zoo.load("yolov3-tiny", (1, 3, 48, 64))

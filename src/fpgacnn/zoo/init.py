@@ -8,7 +8,6 @@ weights for real (not the identity fold that default statistics would give).
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -45,26 +44,3 @@ def _random_batchnorm(bn: nn.BatchNorm2d, gen: torch.Generator) -> None:
     bn.running_var.copy_(0.5 + torch.rand(c, generator=gen))
     if bn.num_batches_tracked is not None:
         bn.num_batches_tracked.zero_()
-
-
-def random_graph_params(shapes: dict[str, tuple[int, ...]], kind: str,
-                        rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Seeded float32 parameters for one IR node of op `kind` (used for Darknet graphs).
-
-    >>> random_graph_params({"weight": (16, 3, 3, 3)}, "Conv2d", np.random.default_rng(0))
-    """
-    out = {}
-    for key, shape in shapes.items():
-        if key == "weight":
-            fan_in = int(np.prod(shape[1:]))
-            value = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
-        elif key in ("gamma", "var"):
-            value = 0.5 + rng.random(shape)
-        elif key in ("beta", "mean", "bias"):
-            value = 0.1 * rng.standard_normal(shape)
-        elif key == "slope":
-            value = 0.05 + 0.25 * rng.random(shape)
-        else:
-            raise ValueError(f"{kind}: no random initialisation for parameter {key!r}")
-        out[key] = value.astype(np.float32)
-    return out

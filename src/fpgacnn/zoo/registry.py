@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -13,7 +12,7 @@ from fpgacnn.ir import Graph
 from fpgacnn.zoo import classic, mtcnn, resnet, squeezenet
 from fpgacnn.zoo.adaptive import adaptive_pool_inputs, fix_adaptive_pools
 from fpgacnn.zoo.digits import DigitsNet, digits_data, trained_digits_net
-from fpgacnn.zoo.init import random_graph_params, seed_weights
+from fpgacnn.zoo.init import seed_weights
 
 DATA = Path(__file__).parent / "data"
 
@@ -26,7 +25,7 @@ class ZooModel:
     default_shape: tuple[int, int, int, int]
     smallest_shape: tuple[int, int, int, int]
     build: Callable[[], nn.Module] | None
-    seed: int
+    seed: int  # of the random weights (Darknet models: the Darknet frontend's own seed)
     summary: str
     multiple_of: int = 1  # input height and width must be a multiple of this
 
@@ -143,10 +142,4 @@ def _example_input(model: ZooModel, shape) -> torch.Tensor:
 def _darknet_graph(model: ZooModel, shape) -> Graph:
     from fpgacnn.frontends.darknet import from_darknet
 
-    graph = from_darknet(DATA / f"{model.name}.cfg", None, shape)
-    rng = np.random.default_rng(model.seed)
-    nodes = []
-    for node in graph.nodes:
-        shapes = node.op.param_shapes(graph.input_shapes(node))
-        nodes.append(node.with_(params=random_graph_params(shapes, node.op.kind, rng)))
-    return graph.with_nodes(nodes)
+    return from_darknet(DATA / f"{model.name}.cfg", None, shape)  # its own seeded weights
