@@ -13,7 +13,7 @@ import torch
 
 from fpgacnn import zoo
 from fpgacnn.cli import main
-from fpgacnn.zoo.registry import MODELS
+from fpgacnn.zoo.registry import DATA, MODELS
 
 
 def inspect_json(capsys, *args):
@@ -209,3 +209,31 @@ def test_user_mistakes_exit_2_with_one_line(capsys, args, field):
     status, out, err = run_failing(capsys, *args)
     assert status == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and field in err and "Traceback" not in err
+
+
+FACTORY = '''
+import torch
+from fpgacnn.zoo.mtcnn import PNet
+
+def with_example():
+    return PNet(), torch.zeros(1, 3, 20, 16)
+
+def without_example():
+    return PNet()
+'''
+
+
+def test_factory_and_darknet_model_names(capsys, tmp_path, monkeypatch):
+    (tmp_path / "inspect_factory_mod.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = inspect_json(capsys, "inspect_factory_mod:with_example")
+    assert report["inputs"]["input"] == [1, 3, 20, 16]
+    assert report["totals"]["macs"] == torch_macs(*zoo.torch_module("mtcnn-pnet", (1, 3, 20, 16)))
+    report = inspect_json(capsys, "inspect_factory_mod:without_example",
+                          "--input-shape", "1,3,12,12")
+    assert report["totals"]["params"] == torch_param_count("mtcnn-pnet")
+    status, _, err = run_failing(capsys, "inspect_factory_mod:without_example")
+    assert status == 2 and "--input-shape" in err
+    from_file = inspect_json(capsys, str(DATA / "yolov3-tiny.cfg"), "--input-shape", "1,3,64,64")
+    from_zoo = inspect_json(capsys, "zoo:yolov3-tiny", "--input-shape", "1,3,64,64")
+    assert from_file["layers"] == from_zoo["layers"]
