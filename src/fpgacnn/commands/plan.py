@@ -1,0 +1,213 @@
+"""`fpgacnn plan`: DSP/BRAM/cycle plan of a model on a device, optionally explored."""
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from fpgacnn.atomic import atomic_open
+from fpgacnn.config import HardwareConfig
+from fpgacnn.errors import UserError
+
+HELP = "plan DSPs, BRAMs and cycles of a model on a device (engine or dataflow), or explore"
+
+
+def add_arguments(p):
+    p.add_argument("model", help="zoo:NAME, FILE.onnx, FILE.cfg[:FILE.weights], "
+                   "package.module:factory, a QMODEL .npz, or workload:zhang-alexnet")
+    p.add_argument("--device", required=True, help="device name (e.g. xc7z020) or device .toml")
+    p.add_argument("--arch", choices=("engine", "dataflow"), default="engine")
+    width = p.add_mutually_exclusive_group()
+    width.add_argument("--bits", type=int, help="activation and weight width (default 8)")
+    width.add_argument("--float32", action="store_true", help="fp32 MACs (5 DSPs each)")
+    p.add_argument("--clock", type=float, help="clock in MHz (default: the device's)")
+    p.add_argument("--max-dsp", type=int, help="DSP budget (default: the device's)")
+    p.add_argument("--max-bram18", type=int, help="RAMB18 budget (default: the device's)")
+    p.add_argument("--config", help="hardware configuration TOML to start from")
+    p.add_argument("--set", default="", metavar="KEY=VALUE,...",
+                   help="override configuration keys, e.g. tm=64,tn=7")
+    p.add_argument("--explore", action="store_true",
+                   help="search the tiles (engine) for the lowest latency within the budget")
+    p.add_argument("--input-shape", help="N,C,H,W of the model input")
+    p.add_argument("--training", action="store_true",
+                   help="plan one training step (forward and backward layers)")
+    p.add_argument("--batch", type=int, default=1, help="batch of the training step")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write roofline.png and layers.png here")
+    p.add_argument("-o", "--output", help="write the chosen configuration TOML here")
+
+
+def run(args):
+    from fpgacnn.plan.devices import load_device
+    from fpgacnn.plan.dsp import dsp_per_mac
+    from fpgacnn.plan.source import describe_others, load_source
+
+    device = load_device(args.device)
+    source = load_source(args.model, _shape(args.input_shape))
+    layers = _training_layers(source, args.batch) if args.training else list(source.layers)
+    config = build_config(args, device, source.bits, layers)
+    per_mac = dsp_per_mac(config.act_bits, config.weight_bits, device.dsp_type, args.float32)
+    if args.arch == "dataflow":
+        report = _dataflow(layers, config, device, per_mac, args)
+    else:
+        report = _engine(layers, config, device, per_mac, args)
+    report["model"] = source.name
+    report["dsp_per_mac"] = per_mac
+    report["not_modeled"] = [{"name": n, "op": k} for n, k in source.others]
+    _write_outputs(report, args)
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        from fpgacnn.plan.report import text_table
+        print(text_table(report))
+        if source.others:
+            print(f"not in the cycle model (fused into post-processing, done by addressing "
+                  f"or on the host): {describe_others(source.others)}")
+        if "exploration" in report:
+            e = report["exploration"]
+            print(f"explored {e['evaluated']:,} of {e['space']:,} designs; Pareto front has "
+                  f"{len(e['front'])} points")
+    return 0
+
+
+def _engine(layers, config, device, per_mac, args) -> dict:
+    from fpgacnn.plan.engine import plan_layers
+    from fpgacnn.plan.explore import budgets, explore_engine
+    from fpgacnn.plan.report import engine_report
+
+    dsp_budget, bram_budget = budgets(device, args.max_dsp, args.max_bram18)
+    exploration = None
+    if args.explore:
+        exploration = explore_engine(layers, config, device, per_mac, dsp_budget, bram_budget)
+        config = exploration.config
+    plan = plan_layers(layers, config, per_mac)
+    check_budget("DSP", plan.dsp, dsp_budget)
+    check_budget("RAMB18", plan.bram18, bram_budget)
+    report = engine_report(plan, device)
+    if exploration is not None:
+        report["exploration"] = {
+            "space": exploration.space, "evaluated": exploration.evaluated,
+            "front": [{"tm": d.tm, "tn": d.tn, "tr": d.tr, "tc": d.tc, "dsp": d.dsp,
+                       "bram18": d.bram18, "cycles": d.cycles} for d in exploration.front]}
+    return report
+
+
+def _dataflow(layers, config, device, per_mac, args) -> dict:
+    from fpgacnn.plan.dataflow import allocate
+    from fpgacnn.plan.explore import budgets
+    from fpgacnn.plan.report import dataflow_report
+
+    dsp_budget, bram_budget = budgets(device, args.max_dsp, args.max_bram18)
+    plan = allocate(layers, config.act_bits, config.weight_bits, per_mac, dsp_budget,
+                    bram_budget)
+    return dataflow_report(plan, config, device)
+
+
+def check_budget(resource: str, needed: int, available: int) -> None:
+    if needed > available:
+        raise UserError(f"over budget: {resource} needed {needed}, available {available}")
+
+
+def build_config(args, device, source_bits, layers) -> HardwareConfig:
+    """Defaults < device < model's bit widths < --config file < flags < --set."""
+    changes = {"device": device.name, "clock_mhz": device.clock_mhz}
+    if source_bits:
+        changes.update(act_bits=source_bits[0], weight_bits=source_bits[1],
+                       acc_bits=source_bits[2])
+    if layers:
+        changes["max_kernel"] = max(max(l.kh, l.kw) for l in layers)
+        changes["max_stride"] = max(max(l.sh, l.sw) for l in layers)
+    changes.update(_config_file_keys(args.config))
+    if args.bits is not None:
+        changes.update(act_bits=args.bits, weight_bits=args.bits)
+    if args.float32:
+        changes.update(act_bits=32, weight_bits=32, acc_bits=32)
+    if args.clock is not None:
+        changes["clock_mhz"] = args.clock
+    changes.update(parse_set(args.set))
+    return HardwareConfig().with_(**derive_port(changes, device))
+
+
+def derive_port(changes: dict, device) -> dict:
+    """Fill in the DDR rate from the device and, unless given, a port wide enough for it."""
+    changes = dict(changes)
+    rate = device.ddr_bytes_per_cycle(changes.get("clock_mhz", device.clock_mhz))
+    if "ddr_width_bits" not in changes:
+        width = 64
+        while width / 8 < rate:
+            width *= 2
+        changes["ddr_width_bits"] = width
+    if "ddr_bytes_per_cycle" not in changes:
+        changes["ddr_bytes_per_cycle"] = min(rate, changes["ddr_width_bits"] / 8)
+    return changes
+
+
+def _config_file_keys(path) -> dict:
+    if not path:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"hardware config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"hardware config {path}: {e}") from None
+    keys = data.get("engine", data)
+    HardwareConfig().with_(**keys)      # validate names and values now, naming the file's key
+    return dict(keys)
+
+
+def parse_set(text: str) -> dict:
+    """`tm=64,tn=7,clock_mhz=100.5` -> {"tm": 64, "tn": 7, "clock_mhz": 100.5}."""
+    changes = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set: expected KEY=VALUE, got {item!r}")
+        changes[key.strip()] = _value(value.strip())
+    return changes
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _shape(text):
+    if not text:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--input-shape: expected N,C,H,W integers, got {text!r}") from None
+    if any(v < 1 for v in shape):
+        raise UserError(f"--input-shape: dimensions must be positive, got {text!r}")
+    return shape
+
+
+def _training_layers(source, batch):
+    if source.graph is None:
+        raise UserError(f"--training needs a model graph, not {source.name}")
+    if batch < 1:
+        raise UserError(f"--batch must be a positive integer, got {batch}")
+    try:
+        from fpgacnn.train.workload import training_step_layers
+    except ImportError:
+        raise UserError("--training: training workload not available "
+                        "(fpgacnn.train.workload.training_step_layers)") from None
+    from fpgacnn.plan.workload import layers_from_list
+    return layers_from_list(training_step_layers(source.graph, batch=batch))
+
+
+def _write_outputs(report, args):
+    if args.output:
+        config = HardwareConfig().with_(**report["config"])
+        with atomic_open(args.output) as f:
+            f.write(config.to_toml())
+    if args.plots:
+        from fpgacnn.plan.plots import write_plots
+        report["plots"] = [str(p) for p in write_plots(report, args.plots)]

@@ -1,0 +1,72 @@
+"""How many DSP slices one multiply-accumulate costs, by operand widths and DSP type.
+
+- DSP48E1 (7-series, Zynq-7000): signed 25 x 18 multiplier, 25-bit pre-adder (UG479).
+- DSP48E2 (UltraScale, UltraScale+): signed 27 x 18 multiplier, 27-bit pre-adder (UG579).
+- Float32: 5 DSP48 per multiply-add (Zhang et al., FPGA'15: 3 for the multiplier, 2 for the
+  adder).
+
+Operands wider than the multiplier are split into chunks: the top chunk is signed and may use
+the whole port, lower chunks are unsigned and use one bit less. Two MACs that share one operand
+(one activation times two weights) fit into one DSP when the two weights, the lower one
+sign-extended and the upper one shifted by `a + w + 2` bits (two guard bits: WP486 puts the
+upper INT8 weight at bit 18), fit the pre-adder: `a + 2w + 2 <= port`. That holds for INT8 on
+a DSP48E2 (26 <= 27, Xilinx WP486) but not on a DSP48E1 (26 > 25); a DSP48E1 packs two MACs
+only for narrower operands (for example 7 x 7: 23 <= 25).
+
+>>> dsp_per_mac(8, 8, "DSP48E2")
+0.5
+>>> dsp_per_mac(8, 8, "DSP48E1")
+1
+>>> dsp_per_mac(32, 32, "DSP48E1", float32=True)
+5
+"""
+
+from math import ceil
+
+from fpgacnn.errors import UserError
+
+PORTS = {"DSP48E1": (25, 18), "DSP48E2": (27, 18)}
+FLOAT32_DSP_PER_MAC = 5
+PACKING_GUARD_BITS = 2
+
+
+def _chunks(bits: int, port: int) -> int:
+    if bits <= port:
+        return 1
+    return 1 + ceil((bits - port) / (port - 1))
+
+
+def dsps_per_multiplier(a_bits: int, w_bits: int, dsp_type: str) -> int:
+    """DSP slices for one signed a_bits x w_bits multiplier (best of both orientations)."""
+    wide, narrow = _ports(dsp_type)
+    return min(_chunks(a_bits, wide) * _chunks(w_bits, narrow),
+               _chunks(w_bits, wide) * _chunks(a_bits, narrow))
+
+
+def packs_two_macs(a_bits: int, w_bits: int, dsp_type: str) -> bool:
+    """True when two MACs sharing the `a_bits` operand fit one DSP (WP486's packing)."""
+    wide, narrow = _ports(dsp_type)
+    return a_bits <= narrow and a_bits + 2 * w_bits + PACKING_GUARD_BITS <= wide
+
+
+def dsp_per_mac(a_bits: int, w_bits: int, dsp_type: str, float32: bool = False):
+    """DSP slices per MAC: 0.5 when two MACs pack into one DSP, else a whole number."""
+    if float32:
+        return FLOAT32_DSP_PER_MAC
+    for name, bits in (("act_bits", a_bits), ("weight_bits", w_bits)):
+        if not isinstance(bits, int) or isinstance(bits, bool) or bits < 1:
+            raise UserError(f"dsp model: {name} must be a positive integer, got {bits!r}")
+    if packs_two_macs(a_bits, w_bits, dsp_type):
+        return 0.5
+    return dsps_per_multiplier(a_bits, w_bits, dsp_type)
+
+
+def dsps_for_array(macs: int, per_mac) -> int:
+    """DSP slices of an array of `macs` parallel MACs (a packed pair shares one slice)."""
+    return ceil(macs * per_mac)
+
+
+def _ports(dsp_type: str) -> tuple[int, int]:
+    if dsp_type not in PORTS:
+        raise UserError(f"dsp model: unknown DSP type {dsp_type!r}; known: {sorted(PORTS)}")
+    return PORTS[dsp_type]

@@ -1,0 +1,183 @@
+"""Design-space exploration of the engine: every distinct tiling under a DSP and BRAM budget.
+
+The space is Tm x Tn x (Tr = Tc). Only tile sizes that are the smallest for some number of
+chunks of some layer are candidates (`ceil(X / q)` for every layer extent X and q >= 1): any
+other size computes in the same number of chunks as the candidate just below it, on more DSPs,
+so the compute side of the search is exact. Designs are evaluated as numpy arrays, in order of
+growing DSP count, and a design is skipped when its compute cycles alone are no better than
+the best total already found with fewer DSPs: such a design is neither the fastest nor on the
+Pareto front of DSPs against cycles, so the front and the optimum are those of the full space.
+
+>>> from fpgacnn.config import HardwareConfig
+>>> from fpgacnn.plan.devices import load_device
+>>> from fpgacnn.plan.workload import zhang_alexnet
+>>> cfg = HardwareConfig(act_bits=32, weight_bits=32, acc_bits=32, ddr_bytes_per_cycle=128.0)
+>>> best = explore_engine(zhang_alexnet(), cfg, load_device("xc7vx485t"), 5, max_dsp=2240)
+>>> best.config.tm, best.config.tn
+(64, 7)
+"""
+
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from fpgacnn.config import HardwareConfig
+from fpgacnn.errors import UserError
+from fpgacnn.plan.devices import Device
+from fpgacnn.plan.engine import Memory, buffer_bram18, compute_cycles, total_cycles
+
+BATCH = 1 << 16
+
+
+@dataclass(frozen=True)
+class Design:
+    tm: int
+    tn: int
+    tr: int
+    tc: int
+    dsp: int
+    bram18: int
+    cycles: int
+
+
+@dataclass(frozen=True)
+class Exploration:
+    config: HardwareConfig          # the chosen design
+    best: Design
+    front: tuple[Design, ...]       # Pareto front: fewer DSPs <-> fewer cycles
+    space: int                      # designs in the candidate space
+    evaluated: int                  # designs whose full model was computed
+
+
+def tile_candidates(extents) -> np.ndarray:
+    """Every tile size that is the smallest giving some chunk count for some extent."""
+    values = set()
+    for x in set(extents):
+        values.update(ceil(x / q) for q in range(1, x + 1))
+    return np.array(sorted(values), dtype=np.int64)
+
+
+def budgets(device: Device, max_dsp=None, max_bram18=None) -> tuple[int, int]:
+    """The DSP and RAMB18 budget: the device's, or less when the user asks."""
+    dsp = device.dsp if max_dsp is None else max_dsp
+    bram = device.bram18 if max_bram18 is None else max_bram18
+    for name, value, have in (("--max-dsp", dsp, device.dsp),
+                              ("--max-bram18", bram, device.bram18)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if value > have:
+            raise UserError(f"{name} {value} exceeds {device.name}'s {have}")
+    return dsp, bram
+
+
+def _pairs(layers, mem, per_mac, max_dsp):
+    tm = tile_candidates([l.m for l in layers])
+    tn = tile_candidates([l.n for l in layers])
+    tm, tn = (a.ravel() for a in np.meshgrid(tm, tn, indexing="ij"))
+    dsp = np.ceil(tm * tn * per_mac).astype(np.int64)
+    keep = dsp <= max_dsp
+    tm, tn, dsp = tm[keep], tn[keep], dsp[keep]
+    lb = sum(_lower_bound(l, mem, tm, tn) for l in layers)
+    order = np.lexsort((lb, dsp))
+    return tm[order], tn[order], dsp[order], lb[order]
+
+
+def _lower_bound(layer, mem, tm, tn):
+    """Cycles no tiling of (tm, tn) beats: the compute cycles, and reading every weight once
+    in at least ceil(M/Tm) ceil(N/Tn) requests, each paying the DDR latency."""
+    words = layer.m * layer.n * layer.kh * layer.kw
+    requests = -(-layer.m // tm) * -(-layer.n // tn)
+    memory = requests * mem.latency + np.ceil(_bytes(words, mem.weight_bits)
+                                              / mem.bytes_per_cycle).astype(np.int64)
+    return np.maximum(compute_cycles(layer, tm, tn), layer.groups * layer.batch * memory)
+
+
+def _bytes(words, bits):
+    return -(-words * bits // 8)
+
+
+def explore_engine(layers, config: HardwareConfig, device: Device, per_mac,
+                   max_dsp=None, max_bram18=None) -> Exploration:
+    """The fastest engine for `layers` within the budget, and the DSP/cycles Pareto front.
+
+    Ties go to fewer DSPs, then fewer BRAMs. `config` gives everything but the tiles.
+    """
+    layers = list(layers)
+    if not layers:
+        raise UserError("explore: the model has no Conv2d or Linear layer to plan")
+    dsp_budget, bram_budget = budgets(device, max_dsp, max_bram18)
+    mem = Memory.of(config)
+    kmax = max(max(l.kh, l.kw) for l in layers)
+    smax = max(max(l.sh, l.sw) for l in layers)
+    tm, tn, dsp, lb = _pairs(layers, mem, per_mac, dsp_budget)
+    trs = tile_candidates([l.r for l in layers] + [l.c for l in layers])
+    found = _search(layers, mem, (tm, tn, dsp, lb), trs, (kmax, smax), bram_budget)
+    if found is None:
+        raise UserError(f"explore: no design fits {device.name} with {dsp_budget} DSPs and "
+                        f"{bram_budget} RAMB18 (the smallest buffers do not fit)")
+    designs, evaluated = found
+    best = min(designs, key=lambda d: (d.cycles, d.dsp, d.bram18))
+    chosen = config.with_(tm=best.tm, tn=best.tn, tr=best.tr, tc=best.tc,
+                          max_kernel=kmax, max_stride=smax)
+    return Exploration(chosen, best, pareto_front(designs), len(tm) * len(trs), evaluated)
+
+
+def _search(layers, mem, pairs, trs, window, bram_budget):
+    """Evaluate all designs that might beat the front; see the module docstring."""
+    tm, tn, dsp, lb = pairs
+    reps = np.unique(trs[np.abs(trs[:, None] - REPRESENTATIVE_TILES).argmin(axis=0)])
+    first = _evaluate(layers, mem, (tm, tn, dsp), reps, window, bram_budget)
+    designs = _front_of(*first) if len(first[0]) else []
+    bound = _front_bound(designs, dsp)
+    alive = lb < bound
+    rest = _evaluate(layers, mem, (tm[alive], tn[alive], dsp[alive]), trs, window, bram_budget)
+    designs += _front_of(*rest) if len(rest[0]) else []
+    return (designs, len(first[0]) + len(rest[0])) if designs else None
+
+
+REPRESENTATIVE_TILES = np.array([8, 16, 32])
+
+
+def _evaluate(layers, mem, pairs, trs, window, bram_budget):
+    """(tm, tn, tr, dsp, bram, cycles) of every pair with every tr that fits the BRAM."""
+    tm, tn, dsp = (np.repeat(a, len(trs)) for a in pairs)
+    tr = np.tile(trs, len(pairs[0]))
+    bram = buffer_bram18(mem, tm, tn, tr, tr, *window)
+    fits = bram <= bram_budget
+    tm, tn, dsp, tr, bram = tm[fits], tn[fits], dsp[fits], tr[fits], bram[fits]
+    cycles = np.zeros(len(tm), dtype=np.int64)
+    for start in range(0, len(tm), BATCH):
+        part = slice(start, start + BATCH)
+        cycles[part] = total_cycles(layers, mem, tm[part], tn[part], tr[part], tr[part])
+    return tm, tn, tr, dsp, bram, cycles
+
+
+def _front_bound(designs, dsp) -> np.ndarray:
+    """For each DSP count, the fewest cycles of a design found with at most that many DSPs."""
+    if not designs:
+        return np.full(len(dsp), np.iinfo(np.int64).max)
+    front = pareto_front(designs)
+    front_dsp = np.array([d.dsp for d in front])
+    front_cycles = np.array([d.cycles for d in front] + [np.iinfo(np.int64).max])
+    idx = np.searchsorted(front_dsp, dsp, side="right") - 1
+    return front_cycles[idx]      # idx -1 picks the sentinel
+
+
+def _front_of(tm, tn, tr, dsp, bram, cycles) -> list[Design]:
+    """The best design per DSP count (enough to find the optimum and the front later)."""
+    order = np.lexsort((bram, cycles, dsp))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = dsp[order][1:] != dsp[order][:-1]
+    keep = order[first]
+    return [Design(int(tm[i]), int(tn[i]), int(tr[i]), int(tr[i]), int(dsp[i]), int(bram[i]),
+                   int(cycles[i])) for i in keep]
+
+
+def pareto_front(designs) -> tuple[Design, ...]:
+    """Designs no other beats on both DSPs and cycles, by growing DSP count."""
+    front = []
+    for d in sorted(designs, key=lambda d: (d.dsp, d.cycles, d.bram18)):
+        if not front or d.cycles < front[-1].cycles:
+            front.append(d)
+    return tuple(front)
