@@ -3,6 +3,7 @@
 import numpy as np
 
 from fpgacnn.errors import UserError
+from fpgacnn.golden.convert import dequantize, quantize_tensor
 from fpgacnn.golden.ops import run_layer
 from fpgacnn.quant.model import QModel, TensorFormat
 
@@ -52,27 +53,7 @@ def run(qmodel: QModel, x_int, keep: bool = False) -> dict[str, np.ndarray]:
     return {k: values[k] for k in wanted}
 
 
-def quantize_tensor(x, fmt: TensorFormat) -> np.ndarray:
-    """round_half_even(x / scale) + zero_point, saturated: ONNX QuantizeLinear in float32.
-
-    >>> quantize_tensor(np.array([0.26]), TensorFormat(8, False, 0.1, 3))
-    array([6])
-    """
-    x32 = np.asarray(x, np.float32)
-    q = np.rint(x32 / np.float32(fmt.scale)).astype(np.float64) + fmt.zero_point
-    return np.clip(q, fmt.lo, fmt.hi).astype(np.int64)
-
-
 def quantize_input(qmodel: QModel, x, name: str | None = None) -> np.ndarray:
     """The float input `x` as the integers the model takes (its input format)."""
     name = name or next(iter(qmodel.input_shapes))
     return quantize_tensor(x, qmodel.input_formats[name])
-
-
-def dequantize(q, fmt: TensorFormat) -> np.ndarray:
-    """scale * (q - zero_point) as float64.
-
-    >>> dequantize(np.array([6]), TensorFormat(8, False, 0.1, 3))
-    array([0.3])
-    """
-    return fmt.scale * (np.asarray(q, np.float64) - fmt.zero_point)

@@ -8,9 +8,11 @@ import numpy as np
 import torch
 
 from fpgacnn.errors import UserError
+from fpgacnn.golden.convert import dequantize, quantize_tensor
 from fpgacnn.golden.kernels import conv2d_int, matmul_int, window_max, window_sum
 from fpgacnn.golden.requant import finish, requantize
-from fpgacnn.ir import ops
+from fpgacnn.ir import Node, ops
+from fpgacnn.ir.reference import run_node
 from fpgacnn.quant.model import QLayer, TensorFormat
 
 
@@ -89,20 +91,11 @@ def add(layer, xs, fmts, rounding):
 
 
 def host(layer, xs, fmts, rounding):
-    """Host ops: dequantize, run in float32, quantize to the output format (half to even)."""
-    from fpgacnn.ir.reference import run_node
-
-    real = [torch.as_tensor(fmt.scale * (np.asarray(x, np.float64) - fmt.zero_point),
-                            dtype=torch.float32) for x, fmt in zip(xs, fmts)]
+    """Host ops: dequantize (float32), run in float32, QuantizeLinear to the output format."""
+    real = [torch.as_tensor(dequantize(x, fmt), dtype=torch.float32) for x, fmt in zip(xs, fmts)]
     with torch.no_grad():
-        y = run_node(_float_node(layer), real, {}).numpy().astype(np.float64)
-    q = np.rint(y / layer.output.scale) + layer.output.zero_point
-    return np.clip(q, layer.out_lo, layer.out_hi).astype(np.int64)
-
-
-def _float_node(layer):
-    from fpgacnn.ir import Node
-    return Node(layer.name, layer.op, layer.inputs)
+        y = run_node(Node(layer.name, layer.op, layer.inputs), real, {}).numpy()
+    return np.clip(quantize_tensor(y, layer.output), layer.out_lo, layer.out_hi)
 
 
 KERNELS = {

@@ -144,6 +144,7 @@ class QModel:
 
     `input_formats` gives the format of each graph input (shape in `input_shapes`).
     `float_graph` is the float model it came from (BatchNorm folded), used by `verify`.
+    `shapes` gives every tensor's shape at the batch size of `input_shapes`.
     """
 
     name: str
@@ -156,6 +157,7 @@ class QModel:
     layers: tuple[QLayer, ...]
     outputs: tuple[str, ...]
     float_graph: Graph | None = None
+    shapes: Mapping[str, Shape] = field(init=False, repr=False)
     _by_name: Mapping[str, QLayer] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -167,6 +169,17 @@ class QModel:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "_by_name", MappingProxyType({l.name: l for l in self.layers}))
+        object.__setattr__(self, "shapes", MappingProxyType(self._infer_shapes()))
+
+    def _infer_shapes(self) -> dict[str, Shape]:
+        shapes = dict(self.input_shapes)
+        for layer in self.layers:
+            missing = [t for t in layer.inputs if t not in shapes]
+            if missing:
+                raise UserError(f"{self.name}: layer {layer.name!r} uses {missing[0]!r} "
+                                f"before it is defined")
+            shapes[layer.name] = tuple(layer.op.output_shape([shapes[t] for t in layer.inputs]))
+        return shapes
 
     def layer(self, name: str) -> QLayer:
         try:

@@ -39,19 +39,18 @@ def worst_accumulator(layer: QLayer, in_formats: list[TensorFormat]) -> int:
     return 0
 
 
-def check_accumulators(qmodel: QModel, in_shapes=None) -> list[AccumulatorReport]:
+def check_accumulators(qmodel: QModel) -> list[AccumulatorReport]:
     """One report per conv, linear and average-pool layer.
 
     >>> [r for r in check_accumulators(qm) if not r.fits]
     []
     """
     reports = []
-    shapes = qmodel.float_graph.shapes if qmodel.float_graph is not None else {}
     for layer in qmodel.layers:
         fmts = [qmodel.format_of(t) for t in layer.inputs]
         if isinstance(layer.op, ops.GlobalAvgPool):
-            shape = shapes.get(layer.inputs[0])
-            worst = (shape[2] * shape[3] if shape else 1) * _max_offset(fmts[0])
+            shape = qmodel.shapes[layer.inputs[0]]
+            worst = shape[2] * shape[3] * _max_offset(fmts[0])
         elif isinstance(layer.op, (ops.Conv2d, ops.Linear, ops.AvgPool)):
             worst = worst_accumulator(layer, fmts)
         else:

@@ -59,13 +59,19 @@ def rescale_requant(mode, rounding, fin: TensorFormat, fout: TensorFormat, where
                        where=where)
 
 
-def average_requant(mode, rounding, fin, fout, count: int, where: str) -> Requant:
+def average_requant(mode, rounding, fin, fout, count: int, where: str,
+                    global_pool: bool = False) -> Requant:
     """sum of count values (x - zp_in) -> output: real = s_in / (s_out * count).
 
-    The float32 value is onnxruntime's: s_in / (s_out * float(count)) in float32.
+    The float32 value is onnxruntime's: for a global pool (QLinearGlobalAveragePool)
+    s_in / (s_out * float(count)); for a windowed pool, exported as a depthwise QLinearConv
+    with weights 1 at scale float32(1/count), (s_in * float32(1/count)) / s_out.
     """
     real = fin.scale / (fout.scale * count)
-    f32_value = F32(fin.scale) / (F32(fout.scale) * F32(count))
+    if global_pool:
+        f32_value = F32(fin.scale) / (F32(fout.scale) * F32(count))
+    else:
+        f32_value = (F32(fin.scale) * F32(1.0 / count)) / F32(fout.scale)
     if mode == "shift":
         multiplier = int(np.rint(2.0 ** AVG_SHIFT / count))
         shift = np.array([AVG_SHIFT + fin.frac_bits - fout.frac_bits])

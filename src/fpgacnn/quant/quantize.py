@@ -145,8 +145,9 @@ def _quantize_node(node, graph, formats, stats, config) -> QLayer:
                       requant=rq)
     if isinstance(op, (ops.AvgPool, ops.GlobalAvgPool)):
         count = _window_count(op, graph.shapes[node.inputs[0]], where)
-        return QLayer(**common, requant=P.average_requant(mode, rounding, fins[0], fout, count,
-                                                          where))
+        rq = P.average_requant(mode, rounding, fins[0], fout, count, where,
+                               global_pool=isinstance(op, ops.GlobalAvgPool))
+        return QLayer(**common, requant=rq)
     if isinstance(op, ops.Add):
         rqs = tuple(P.rescale_requant(mode, rounding, f, fout, where, P.ADD_GUARD_BITS)
                     for f in fins)
