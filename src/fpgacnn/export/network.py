@@ -1,0 +1,103 @@
+"""Export a whole quantized network: per-layer parameter files, the DDR image and its map,
+test vectors from the golden model, and manifest.json.
+
+>>> report = export_network(qmodel, "out", "coe", HardwareConfig(), vectors=x)
+>>> sorted(report["files"])[:2]
+['conv1.bias.coe', 'conv1.multiplier.coe']
+"""
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fpgacnn import golden
+from fpgacnn.atomic import atomic_open
+from fpgacnn.config import HardwareConfig
+from fpgacnn.export.ddr import fmap_tensors, param_arrays, plan_ddr, write_ddr_image
+from fpgacnn.export.formats import FileOptions, format_module
+from fpgacnn.export.layoutfile import LayoutFile
+from fpgacnn.export.tensorio import write_rows
+
+MANIFEST_FORMAT = "fpgacnn-export-1"
+
+
+def file_stem(name: str) -> str:
+    """A file name from a tensor name: '/conv1/Conv_output_0' -> '_conv1_Conv_output_0'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def integer_input(qmodel, x) -> np.ndarray:
+    """Test input as the model's integers: floats are quantized, integers taken as they are."""
+    x = np.asarray(x)
+    return x.astype(np.int64) if np.issubdtype(x.dtype, np.integer) else \
+        golden.quantize_input(qmodel, x)
+
+
+def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareConfig(),
+                   layout_file: LayoutFile | None = None, options: FileOptions = FileOptions(),
+                   vectors=None, progress=None) -> dict:
+    """Write everything into `out_dir`; returns the manifest (also written as manifest.json).
+
+    `vectors`: a test input (float or integer, batch N); then `vectors/<tensor>.<fmt>` holds
+    every layer's input and output from the golden model, and the DDR image holds its first
+    sample in the input region. `progress`: a tqdm-like object updated once per file.
+    """
+    module = format_module(fmt)
+    out = Path(out_dir)
+    ddr_map = plan_ddr(qmodel, config, layout_file)
+    files = {}
+
+    def written(paths, tensor, kind):
+        for p in paths:
+            files[str(Path(p).relative_to(out))] = {"tensor": tensor, "kind": kind}
+        if progress is not None:
+            progress.update(1)
+
+    for region, array in param_arrays(qmodel, ddr_map):
+        path = out / f"{file_stem(region.name)}{module.SUFFIX}"
+        written(write_rows(path, region.rows_of(array), region.layout, fmt, options,
+                           region.name), region.name, region.kind)
+    x_int = None if vectors is None else integer_input(qmodel, vectors)
+    with atomic_open(out / "ddr.bin", "wb") as f:
+        write_ddr_image(f, qmodel, ddr_map, x_int)
+    written([out / "ddr.bin"], "ddr image", "ddr")
+    ddr_map.save(out / "ddr_map.json")
+    written([out / "ddr_map.json"], "ddr map", "ddr")
+    if x_int is not None:
+        values = golden.run(qmodel, x_int, keep=True)
+        for tensor in fmap_tensors(qmodel):
+            region = ddr_map.region(f"fmap.{tensor}")
+            value = values[tensor]
+            value = value.reshape(value.shape + (1, 1)) if value.ndim == 2 else value
+            path = out / "vectors" / f"{file_stem(tensor)}{module.SUFFIX}"
+            rows = region.layout.rows(value, tensor)
+            written(write_rows(path, rows, region.layout, fmt, options, tensor), tensor,
+                    "vector")
+    manifest = {"format": MANIFEST_FORMAT, "model": qmodel.name, "file_format": fmt,
+                "options": dataclasses.asdict(options), "config": dataclasses.asdict(config),
+                "vectors": None if x_int is None else list(x_int.shape),
+                "files": {name: info | {"bytes": (out / name).stat().st_size,
+                                        "sha256": sha256_of(out / name)}
+                          for name, info in sorted(files.items())}}
+    with atomic_open(out / "manifest.json") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return manifest
+
+
+def count_files(qmodel, ddr_map, with_vectors: bool) -> int:
+    """How many progress steps export_network takes (for a progress bar)."""
+    params = sum(1 for _ in param_arrays(qmodel, ddr_map))
+    return params + 2 + (len(fmap_tensors(qmodel)) if with_vectors else 0)
