@@ -1,0 +1,114 @@
+"""Synthesis report: Debian's yosys (`synth_xilinx`) on the generated Verilog, beside the plan.
+
+yosys maps the design onto Xilinx primitives; the counts are read from `stat -json`:
+DSP48E1/DSP48E2 slices, RAMB18E1/RAMB36E1 block RAMs, LUTs (LUT1-LUT6, inverters, LUTs used as
+distributed RAM or shift registers) and flip-flops (FDRE/FDSE/FDCE/FDPE). The design is
+synthesised as a core (`-noiopad`), flattened.
+
+>>> cells = {"DSP48E1": 8, "RAMB36E1": 1, "LUT3": 10, "INV": 2, "FDRE": 40, "CARRY4": 3}
+>>> count_cells(cells)
+Resources(dsp=8, bram18=0, bram36=1, lut=12, ff=40)
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fpgacnn.errors import UserError
+from fpgacnn.hw.verilog import TOP_NAME, verilog_text
+
+FAMILY_OF_DSP = {"DSP48E1": "xc7", "DSP48E2": "xcup"}
+LUT_CELLS = re.compile(r"^(LUT[1-6]|INV|SRL16E|SRLC32E|RAM\d+X\d+[SD]|RAM\d+M)$")
+FF_CELLS = re.compile(r"^FD[RSCP]E$")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """FPGA resources of a design; None where a source has no figure."""
+
+    dsp: int | None
+    bram18: int | None
+    bram36: int | None
+    lut: int | None
+    ff: int | None
+
+    @property
+    def bram18_units(self):
+        """Block RAM in RAMB18 units (a RAMB36 is two), as the planner counts it."""
+        if self.bram18 is None and self.bram36 is None:
+            return None
+        return (self.bram18 or 0) + 2 * (self.bram36 or 0)
+
+    def to_dict(self):
+        return {**asdict(self), "bram18_units": self.bram18_units}
+
+
+def count_cells(cells):
+    """Resources of a `{cell type: count}` map of Xilinx primitives."""
+    def total(pattern):
+        return sum(n for name, n in cells.items() if pattern.match(name))
+    return Resources(dsp=cells.get("DSP48E1", 0) + cells.get("DSP48E2", 0),
+                     bram18=cells.get("RAMB18E1", 0) + cells.get("RAMB18E2", 0),
+                     bram36=cells.get("RAMB36E1", 0) + cells.get("RAMB36E2", 0),
+                     lut=total(LUT_CELLS), ff=total(FF_CELLS))
+
+
+def yosys_cells(verilog, family="xc7", top=TOP_NAME, progress=None):
+    """Cell counts of `verilog` after `synth_xilinx -family FAMILY`.
+
+    `progress(pass_name)` is called as yosys enters each pass.
+    """
+    if shutil.which("yosys") is None:
+        raise UserError("yosys: not found on PATH (Debian: apt-get install yosys)")
+    with tempfile.TemporaryDirectory(prefix="fpgacnn-synth-") as tmp:
+        source, stat = Path(tmp) / f"{top}.v", Path(tmp) / "stat.json"
+        source.write_text(verilog)
+        script = (f"read_verilog {source}; synth_xilinx -family {family} -top {top} -flatten "
+                  f"-noiopad; tee -q -o {stat} stat -json")
+        process = subprocess.Popen(["yosys", "-p", script], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        tail = []
+        for line in process.stdout:
+            tail = (tail + [line.rstrip()])[-20:]
+            found = re.match(r"^[\d.]+ Executing (.+?) pass", line)
+            if found and progress:
+                progress(found.group(1))
+        if process.wait() != 0:
+            raise RuntimeError("yosys failed:\n" + "\n".join(tail))
+        report = json.loads(stat.read_text())
+    return dict(report["design"]["num_cells_by_type"])
+
+
+def synthesize(component, dsp_type="DSP48E1", progress=None):
+    """Resources of an Amaranth component (e.g. a SimTop) as yosys maps it."""
+    if dsp_type not in FAMILY_OF_DSP:
+        raise UserError(f"synth: unknown DSP type {dsp_type!r}; known: {sorted(FAMILY_OF_DSP)}")
+    cells = yosys_cells(verilog_text(component), FAMILY_OF_DSP[dsp_type], progress=progress)
+    return count_cells(cells), cells
+
+
+def planned_resources(config, dsp_type="DSP48E1"):
+    """The planner's figures for the engine of `config`: DSPs and RAMB18 units.
+
+    The planner counts block RAM in RAMB18 units and does not model LUTs or flip-flops, so
+    `bram36`, `lut` and `ff` are None.
+    """
+    from fpgacnn.plan.dsp import dsp_per_mac, dsps_for_array
+    from fpgacnn.plan.engine import Memory, buffer_bram18
+
+    per_mac = dsp_per_mac(config.act_bits, config.weight_bits, dsp_type)
+    bram = buffer_bram18(Memory.of(config), config.tm, config.tn, config.tr, config.tc,
+                         config.max_kernel, config.max_stride)
+    return Resources(dsp=dsps_for_array(config.tm * config.tn, per_mac), bram18=int(bram),
+                     bram36=None, lut=None, ff=None)
+
+
+def relative_difference(measured, planned):
+    """(measured - planned) / planned, or None when either figure is missing."""
+    if measured is None or planned is None or planned == 0:
+        return None
+    return (measured - planned) / planned

@@ -1,0 +1,94 @@
+"""yosys synth_xilinx reports, against designs whose resources are counted by hand."""
+
+import json
+
+import pytest
+from amaranth import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from fpgacnn.cli import main
+from fpgacnn.config import HardwareConfig
+from fpgacnn.hw.synth import count_cells, planned_resources, synthesize
+from fpgacnn.plan.bram import map_buffer_best
+
+
+class MacsAndMemories(wiring.Component):
+    """`n` 8x8 -> 32-bit multiply-accumulates (one DSP48E1 each: registers absorbed), a
+    512 x 72 memory (one RAMB36 in simple dual port), a 1024 x 18 memory (one RAMB18) and an
+    8-bit counter (8 flip-flops)."""
+
+    def __init__(self, n):
+        self.n = n
+        super().__init__({
+            "a": In(signed(8)), "w": In(8 * n), "clear": In(1),
+            "addr": In(10), "wdata": In(72), "we": In(1),
+            "acc": Out(32 * n), "rdata": Out(72 + 18), "count": Out(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self.n):
+            acc, a, w = Signal(signed(32)), Signal(signed(8)), Signal(signed(8))
+            m.d.sync += [a.eq(self.a), w.eq(self.w[8 * i:8 * i + 8])]
+            with m.If(self.clear):
+                m.d.sync += acc.eq(0)
+            with m.Else():
+                m.d.sync += acc.eq(acc + a * w)
+            m.d.comb += self.acc[32 * i:32 * i + 32].eq(acc)
+        for name, width, depth, lsb in (("wide", 72, 512, 0), ("deep", 18, 1024, 72)):
+            mem = Memory(shape=width, depth=depth, init=[])
+            m.submodules[name] = mem
+            write, read = mem.write_port(), mem.read_port()
+            bits = (depth - 1).bit_length()
+            m.d.comb += [write.addr.eq(self.addr[:bits]), write.data.eq(self.wdata[:width]),
+                         write.en.eq(self.we), read.addr.eq(self.addr[:bits]),
+                         self.rdata[lsb:lsb + width].eq(read.data)]
+        m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+def test_yosys_maps_macs_to_dsp48e1_and_memories_to_block_ram():
+    resources, cells = synthesize(MacsAndMemories(6), "DSP48E1")
+    assert resources.dsp == cells["DSP48E1"] == 6
+    assert (resources.bram36, resources.bram18) == (1, 1)
+    assert resources.bram18_units == 3
+    # the hand count agrees with the planner's block RAM model for the same two buffers
+    assert resources.bram18_units == (map_buffer_best(72, 512).bram18
+                                      + map_buffer_best(18, 1024).bram18)
+    assert resources.ff == 8
+    assert resources.lut > 0
+
+
+def test_cell_classes():
+    cells = {"DSP48E1": 2, "RAMB18E1": 3, "RAMB36E1": 4, "LUT1": 1, "LUT6": 2, "INV": 1,
+             "RAM64M": 2, "SRLC32E": 1, "FDRE": 5, "FDSE": 1, "FDCE": 1, "CARRY4": 9,
+             "MUXF7": 4, "BUFG": 1}
+    r = count_cells(cells)
+    assert (r.dsp, r.bram18, r.bram36, r.lut, r.ff) == (2, 3, 4, 7, 7)
+    assert r.bram18_units == 11
+
+
+def test_planned_resources_follow_the_planner():
+    config = HardwareConfig(tm=4, tn=4)
+    planned = planned_resources(config)
+    assert planned.dsp == 16            # 8x8 on DSP48E1: one MAC per slice (UG479)
+    assert planned.lut is None and planned.ff is None
+
+
+def test_synth_command_json_on_the_memory_design(capsys, tmp_path):
+    config = tmp_path / "hw.toml"
+    HardwareConfig(tm=2, tn=2, ddr_width_bits=32).save(config)
+    assert main(["synth", "--config", str(config), "--design", "memcopy", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for side in ("yosys", "planned"):
+        assert set(report[side]) >= {"dsp", "bram18", "bram36", "lut", "ff"}
+    assert report["yosys"]["dsp"] == 0          # a copy has no multiplier
+    assert report["yosys"]["ff"] > 32           # at least the address registers
+    assert report["planned"]["dsp"] == 4
+
+
+def test_synth_command_missing_config_is_a_user_error(capsys):
+    assert main(["synth", "--config", "/nonexistent/hw.toml"]) == 2
+    assert "no such file" in capsys.readouterr().err
