@@ -1,0 +1,135 @@
+"""`fpgacnn plan`: the published numbers through the command line, outputs, and user errors."""
+
+import json
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from fpgacnn.cli import main
+from fpgacnn.config import HardwareConfig
+
+ZHANG = ["plan", "workload:zhang-alexnet", "--device", "xc7vx485t", "--float32"]
+
+
+def run_json(argv, capsys):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def run_error(argv, capsys) -> str:
+    """Run a command that must fail as a user error: exit status 2 and one line."""
+    try:
+        status = main(argv)
+    except SystemExit as e:       # argparse's own errors
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_zhang_cycles_from_the_command_line(capsys):
+    report = run_json(ZHANG + ["--set", "tm=64,tn=7"], capsys)
+    assert [l["compute_cycles"] for l in report["layers"]] == [366_025, 255_150, 168_831,
+                                                               127_764, 85_176]
+    assert report["totals"]["compute_cycles"] == 1_002_946
+    assert report["totals"]["dsp"] == 2240 and report["dsp_per_mac"] == 5
+    for layer in report["layers"]:
+        assert {"name", "op", "compute_cycles", "cycles", "bound", "dsp", "bram18"} <= set(layer)
+        assert layer["cycles"] >= layer["compute_cycles"]
+    assert set(report["config"]) == {f.name for f in fields(HardwareConfig)}
+
+
+def test_zhang_exploration_from_the_command_line(capsys, tmp_path):
+    out = tmp_path / "hw.toml"
+    plots = tmp_path / "plots"
+    report = run_json(ZHANG + ["--explore", "--max-dsp", "2240", "--clock", "100",
+                               "-o", str(out), "--plots", str(plots)], capsys)
+    assert (report["config"]["tm"], report["config"]["tn"]) == (64, 7)
+    assert report["totals"]["dsp"] <= 2240
+    assert report["exploration"]["front"][-1]["dsp"] == 2240
+    config = HardwareConfig.from_toml(out)
+    assert (config.tm, config.tn, config.act_bits, config.clock_mhz) == (64, 7, 32, 100.0)
+    for name in ("roofline.png", "layers.png"):
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_text_report(capsys):
+    assert main(ZHANG + ["--set", "tm=64,tn=7"]) == 0
+    out = capsys.readouterr().out
+    assert "366,025" in out and "1,002,946" in out and "DSP 2240 / 2800" in out
+
+
+def test_dataflow_arch(capsys):
+    report = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045",
+                       "--arch", "dataflow", "--bits", "8"], capsys)
+    assert report["arch"] == "dataflow"
+    assert report["totals"]["dsp"] <= 900 and report["totals"]["bram18"] <= 1090
+    assert report["totals"]["interval_cycles"] == max(l["cycles"] for l in report["layers"])
+
+
+def test_graph_model_and_qmodel(capsys, tmp_path):
+    from fpgacnn.frontends import load_model
+    from fpgacnn.quant import QuantConfig, quantize
+
+    graph = load_model("zoo:digits")
+    report = run_json(["plan", "zoo:digits", "--device", "xc7z020"], capsys)
+    gemm = [n.name for n in graph.nodes if n.op.kind in ("Conv2d", "Linear")]
+    assert [l["name"] for l in report["layers"]] == gemm
+    assert {r["op"] for r in report["not_modeled"]} <= {"MaxPool", "Flatten", "ReLU"}
+    shape = next(iter(graph.inputs.values()))
+    calib = np.random.default_rng(0).standard_normal((4,) + tuple(shape[1:])).astype(np.float32)
+    qm = quantize(graph, calib, QuantConfig(scheme="pow2", bits=6))
+    path = tmp_path / "digits.q.npz"
+    qm.save(path)
+    report = run_json(["plan", str(path), "--device", "xc7z020"], capsys)
+    assert report["config"]["act_bits"] == 6 and report["config"]["weight_bits"] == 6
+    assert [l["name"] for l in report["layers"]] == [l.name for l in qm.layers
+                                                     if l.op.kind in ("Conv2d", "Linear")]
+
+
+def test_unknown_device_lists_known(capsys):
+    err = run_error(["plan", "workload:zhang-alexnet", "--device", "xc7foo"], capsys)
+    assert "xc7foo" in err and "xc7z020" in err and "xczu9eg" in err
+
+
+def test_over_budget_names_resource_needed_available(capsys):
+    err = run_error(ZHANG + ["--device", "xc7z020", "--set", "tm=64,tn=7"], capsys)
+    assert "DSP" in err and "2240" in err and "220" in err
+    err = run_error(["plan", "workload:zhang-alexnet", "--device", "xc7z020", "--bits", "8",
+                     "--set", "tm=4,tn=4,tr=200,tc=200"], capsys)
+    assert "RAMB18" in err and "280" in err
+
+
+@pytest.mark.parametrize("extra, field", [
+    (["--set", "tm=0"], "tm"),
+    (["--set", "tn=2.5"], "tn"),
+    (["--set", "tr=-3"], "tr"),
+    (["--set", "banana=3"], "banana"),
+    (["--set", "tm"], "KEY=VALUE"),
+    (["--max-dsp", "0"], "--max-dsp"),
+    (["--max-dsp", "99999"], "--max-dsp"),
+    (["--max-dsp", "12.5"], "--max-dsp"),
+    (["--clock", "-100"], "clock_mhz"),
+    (["--bits", "0"], "act_bits"),
+])
+def test_bad_parameters_one_line_exit_2(extra, field, capsys):
+    err = run_error(["plan", "workload:zhang-alexnet", "--device", "xc7z045"] + extra, capsys)
+    assert field in err
+
+
+def test_unknown_workload(capsys):
+    err = run_error(["plan", "workload:lenet9", "--device", "xc7z045"], capsys)
+    assert "zhang-alexnet" in err
+
+
+def test_training_flag(capsys):
+    argv = ["plan", "zoo:digits", "--device", "xc7z020", "--training", "--batch", "2"]
+    try:
+        from fpgacnn.train.workload import training_step_layers  # noqa: F401
+    except ImportError:
+        assert "training workload not available" in run_error(argv, capsys)
+        return
+    report = run_json(argv, capsys)
+    assert report["totals"]["cycles"] > 0 and report["totals"]["ddr_bytes"] > 0

@@ -1,0 +1,118 @@
+"""Exploration: Zhang et al.'s choice, exactness against brute force, budgets respected."""
+
+from itertools import product
+from math import ceil
+
+from hypothesis import given, settings, strategies as st
+
+from fpgacnn.config import HardwareConfig
+from fpgacnn.plan.bram import map_buffer_best
+from fpgacnn.plan.devices import Device, load_device
+from fpgacnn.plan.engine import Memory, layer_cycles, plan_layers
+from fpgacnn.plan.explore import explore_engine, tile_candidates
+from fpgacnn.plan.workload import Layer, zhang_alexnet
+
+FP32 = HardwareConfig(act_bits=32, weight_bits=32, acc_bits=32, clock_mhz=100.0,
+                      ddr_width_bits=1024, ddr_bytes_per_cycle=128.0)
+
+
+def test_zhang_exploration_chooses_64_7():
+    # Zhang et al., FPGA'15: 2240 DSPs at 5 per fp32 MAC on the VC707 -> <Tm, Tn> = <64, 7>.
+    found = explore_engine(zhang_alexnet(), FP32, load_device("xc7vx485t"), 5, max_dsp=2240)
+    assert (found.config.tm, found.config.tn) == (64, 7)
+    assert found.best.dsp == 2240
+    assert found.front[-1] == found.best
+
+
+@settings(max_examples=60)
+@given(extents=st.lists(st.integers(1, 300), min_size=1, max_size=4), t=st.integers(1, 400))
+def test_tile_candidates_lose_nothing(extents, t):
+    # For any tile size there is a candidate no larger with the same chunk count everywhere.
+    cands = [int(c) for c in tile_candidates(extents)]
+    same = [c for c in cands if c <= t and all(ceil(x / c) == ceil(x / t) for x in extents)]
+    assert same
+
+
+def tiny_device(dsp, bram36):
+    return Device("tiny", "test", dsp, "DSP48E1", bram36, 1000, 2000, 1.0, 100.0)
+
+
+def buffer_units(mem, tm, tn, tr, kmax, smax):
+    """The engine's ping-pong buffers, from the BRAM model one buffer at a time."""
+    side = (tr - 1) * smax + kmax
+    return (map_buffer_best(mem.act_bits, side * side, 2 * tn).bram18
+            + map_buffer_best(tn * mem.weight_bits, kmax * kmax, 2 * tm).bram18
+            + map_buffer_best(mem.acc_bits, tr * tr, 2 * tm).bram18)
+
+
+def brute_force(layers, mem, per_mac, max_dsp, max_bram):
+    """Every candidate design, evaluated one at a time; the best and the Pareto front."""
+    kmax = max(l.kh for l in layers)
+    smax = max(l.sh for l in layers)
+    designs = []
+    for tm, tn, tr in product(tile_candidates([l.m for l in layers]),
+                              tile_candidates([l.n for l in layers]),
+                              tile_candidates([l.r for l in layers] + [l.c for l in layers])):
+        tm, tn, tr = int(tm), int(tn), int(tr)
+        dsp = ceil(tm * tn * per_mac)
+        if dsp > max_dsp:
+            continue
+        bram = buffer_units(mem, tm, tn, tr, kmax, smax)
+        if bram > max_bram:
+            continue
+        cycles = sum(int(layer_cycles(l, mem, tm, tn, tr, tr)[0]) for l in layers)
+        designs.append((cycles, dsp, bram))
+    best = min(designs)
+    front, last = [], None
+    for cycles, dsp, _ in sorted(designs, key=lambda d: (d[1], d[0])):
+        if last is None or cycles < last:
+            front.append((dsp, cycles))
+            last = cycles
+    return best, front
+
+
+small_layers = st.lists(st.builds(
+    lambda m, n, r, k, s: Layer("l", "conv", m, n, r, r, k, k, s, s,
+                                in_h=(r - 1) * s + k, in_w=(r - 1) * s + k),
+    st.integers(1, 24), st.integers(1, 24), st.integers(1, 12), st.sampled_from([1, 3]),
+    st.integers(1, 2)), min_size=1, max_size=2)
+
+
+@settings(max_examples=30)
+@given(layers=small_layers, dsp=st.integers(1, 120), bram36=st.integers(4, 60),
+       bytes_per_cycle=st.sampled_from([1.0, 4.0, 16.0]), per_mac=st.sampled_from([0.5, 1]))
+def test_exploration_equals_brute_force(layers, dsp, bram36, bytes_per_cycle, per_mac):
+    cfg = HardwareConfig(ddr_width_bits=128, ddr_bytes_per_cycle=bytes_per_cycle,
+                         ddr_latency=5)
+    mem = Memory.of(cfg)
+    device = tiny_device(dsp, bram36)
+    expected_best, expected_front = brute_force(layers, mem, per_mac, dsp, 2 * bram36)
+    found = explore_engine(layers, cfg, device, per_mac)
+    assert (found.best.cycles, found.best.dsp, found.best.bram18) == expected_best
+    assert [(d.dsp, d.cycles) for d in found.front] == expected_front
+
+
+@settings(max_examples=15)
+@given(layers=small_layers, budget=st.integers(1, 200), extra=st.integers(1, 100))
+def test_more_dsps_never_make_the_plan_slower(layers, budget, extra):
+    device = tiny_device(budget + extra, 200)
+    cfg = HardwareConfig(ddr_bytes_per_cycle=4.0)
+    small = explore_engine(layers, cfg, device, 1, max_dsp=budget)
+    large = explore_engine(layers, cfg, device, 1, max_dsp=budget + extra)
+    assert large.best.cycles <= small.best.cycles
+
+
+@settings(max_examples=15)
+@given(name=st.sampled_from(["xc7z020", "xczu3eg", "xc7z045"]), layers=small_layers,
+       fraction=st.floats(0.05, 1.0), bits=st.sampled_from([8, 16]))
+def test_chosen_design_never_exceeds_the_device(name, layers, fraction, bits):
+    from fpgacnn.plan.dsp import dsp_per_mac
+    device = load_device(name)
+    per_mac = dsp_per_mac(bits, bits, device.dsp_type)
+    max_dsp = max(1, int(device.dsp * fraction))
+    cfg = HardwareConfig(act_bits=bits, weight_bits=bits)
+    found = explore_engine(layers, cfg, device, per_mac, max_dsp=max_dsp)
+    plan = plan_layers(layers, found.config, per_mac)
+    assert plan.dsp == found.best.dsp <= max_dsp <= device.dsp
+    assert plan.bram18 == found.best.bram18 <= device.bram18
+    assert plan.cycles == found.best.cycles
