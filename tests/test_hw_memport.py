@@ -241,3 +241,33 @@ def test_arbiter_routes_each_burst_back_to_its_master(ready_a, ready_b):
     sim.run()
     assert got_a == [w for a, n in cmds_a for w in words_of(memory, a, n, 8)]
     assert got_b == [w for a, n in cmds_b for w in words_of(memory, a, n, 8)]
+
+
+def test_axi4_master_is_a_renaming_with_the_spec_constants():
+    from amaranth.back import verilog
+    from fpgacnn.hw.memport import AXI4Master
+
+    dut = AXI4Master(64)
+    ports = verilog.convert(AXI4Master(64), name="m")
+    for name in ("axi__araddr", "axi__arlen", "axi__arsize", "axi__arburst", "axi__rdata",
+                 "axi__rlast", "axi__wstrb", "axi__bresp", "axi__awvalid", "axi__rready"):
+        assert name in ports
+    sim = Simulator(dut)
+
+    async def testbench(ctx):
+        ctx.set(dut.rd.ar.payload.addr, 0x1240)
+        ctx.set(dut.rd.ar.payload.len, 15)
+        ctx.set(dut.rd.ar.valid, 1)
+        ctx.set(dut.axi.arready, 1)
+        ctx.set(dut.axi.rdata, 0x0123456789ABCDEF)
+        ctx.set(dut.axi.rlast, 1)
+        ctx.set(dut.wr.w.payload.strb, 0x0F)
+        assert ctx.get(dut.axi.araddr) == 0x1240 and ctx.get(dut.axi.arlen) == 15
+        assert ctx.get(dut.axi.arsize) == 3          # 8 bytes per beat
+        assert ctx.get(dut.axi.arburst) == 0b01      # INCR
+        assert ctx.get(dut.rd.ar.ready) == 1 and ctx.get(dut.axi.arvalid) == 1
+        assert ctx.get(dut.rd.r.payload.data) == 0x0123456789ABCDEF
+        assert ctx.get(dut.rd.r.payload.last) == 1
+        assert ctx.get(dut.axi.wstrb) == 0x0F
+    sim.add_testbench(testbench)
+    sim.run()

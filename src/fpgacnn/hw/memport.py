@@ -316,3 +316,61 @@ def _round_robin(m, requests):
         with m.If(Array(requests)[candidate]):
             m.d.comb += index.eq(candidate)
     return _Grant(index, Cat(*requests).any(), last)
+
+
+class AXI4Signature(wiring.Signature):
+    """An AXI4 master interface (IHI 0022), the signals named as in the specification."""
+
+    def __init__(self, data_width, addr_width=ADDR_WIDTH, id_width=1):
+        _check_data_width(data_width)
+        self.data_width, self.addr_width = data_width, addr_width
+        address = {"id": id_width, "addr": addr_width, "len": LEN_WIDTH, "size": 3,
+                   "burst": 2, "lock": 1, "cache": 4, "prot": 3}
+        members = {}
+        for channel in ("aw", "ar"):
+            members.update({f"{channel}{k}": Out(v) for k, v in address.items()})
+            members[f"{channel}valid"], members[f"{channel}ready"] = Out(1), In(1)
+        members.update({"wdata": Out(data_width), "wstrb": Out(data_width // 8),
+                        "wlast": Out(1), "wvalid": Out(1), "wready": In(1),
+                        "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+                        "rid": In(id_width), "rdata": In(data_width), "rresp": In(2),
+                        "rlast": In(1), "rvalid": In(1), "rready": Out(1)})
+        super().__init__(members)
+
+
+class AXI4Master(wiring.Component):
+    """Turns a read port and a write port into one AXI4 master: renaming, and constants for
+    the fields our ports do not carry (ID 0, full-width INCR bursts, normal non-cacheable
+    bufferable memory, unprivileged secure data access)."""
+
+    BURST_INCR, CACHE_BUFFERABLE = 0b01, 0b0011
+
+    def __init__(self, data_width, addr_width=ADDR_WIDTH):
+        self.data_width = data_width
+        super().__init__({
+            "rd": In(ReadPortSignature(data_width, addr_width)),
+            "wr": In(WritePortSignature(data_width, addr_width)),
+            "axi": Out(AXI4Signature(data_width, addr_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, rd, wr = self.axi, self.rd, self.wr
+        size = (self.data_width // 8).bit_length() - 1
+        for prefix, request in (("ar", rd.ar), ("aw", wr.aw)):
+            signals = {name: getattr(axi, prefix + name)
+                       for name in ("addr", "len", "size", "burst", "cache", "valid", "ready")}
+            m.d.comb += [
+                signals["addr"].eq(request.payload.addr), signals["len"].eq(request.payload.len),
+                signals["size"].eq(size), signals["burst"].eq(self.BURST_INCR),
+                signals["cache"].eq(self.CACHE_BUFFERABLE), signals["valid"].eq(request.valid),
+                request.ready.eq(signals["ready"]),
+            ]
+        m.d.comb += [
+            axi.wdata.eq(wr.w.payload.data), axi.wstrb.eq(wr.w.payload.strb),
+            axi.wlast.eq(wr.w.payload.last), axi.wvalid.eq(wr.w.valid), wr.w.ready.eq(axi.wready),
+            wr.b.payload.eq(axi.bresp), wr.b.valid.eq(axi.bvalid), axi.bready.eq(wr.b.ready),
+            rd.r.payload.data.eq(axi.rdata), rd.r.payload.last.eq(axi.rlast),
+            rd.r.valid.eq(axi.rvalid), axi.rready.eq(rd.r.ready),
+        ]
+        return m
