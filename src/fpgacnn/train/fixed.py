@@ -3,8 +3,8 @@
 A training tensor is an integer array `value` with `frac_bits`: it stands for
 `value * 2**-frac_bits`. Every step of the training arithmetic is: an exact integer result
 (products summed in an accumulator, never rounded), then ONE rounding to `bits` with a shift
-chosen from the tensor's largest magnitude (a leading-zero count over the tensor), then
-saturation (golden/arith.py). Rounding is to nearest (ties up, `shift_round(..., "half_up")`)
+chosen from the tensor's largest magnitude (a leading-zero count over the tensor) so that the
+largest result lies in [2**(bits-2), 2**(bits-1)), then saturation (golden/arith.py). Rounding is to nearest (ties up, `shift_round(..., "half_up")`)
 or stochastic: `floor((x + r) / D)` with `r = rng.integers(0, D)` drawn per element from a
 seeded numpy Generator, so a run is reproducible.
 
@@ -68,21 +68,47 @@ def round_divide(x, divisor, rounding: str = "nearest", rng=None):
     return (2 * x + divisor) // (2 * divisor)
 
 
+def normalizing_shift(largest: int, bits: int, divisor: int = 1) -> int:
+    """The smallest s with largest / divisor < 2**(s + bits - 1) (0 for an all-zero tensor).
+
+    Then the largest magnitude, divided by 2**s, lies in [2**(bits-2), 2**(bits-1)).
+    >>> normalizing_shift(1000, bits=8), normalizing_shift(3, bits=8, divisor=9)
+    (3, -8)
+    """
+    if largest == 0:
+        return 0
+    s = _bit_length(largest) - _bit_length(divisor) - (bits - 1)
+    while not _fits(largest, divisor, s + bits - 1):
+        s += 1
+    while _fits(largest, divisor, s + bits - 2):
+        s -= 1
+    return s
+
+
+def _fits(largest: int, divisor: int, exponent: int) -> bool:
+    """largest < divisor * 2**exponent, in integers."""
+    if exponent >= 0:
+        return largest < divisor << exponent
+    return largest << -exponent < divisor
+
+
 def requantize(acc, frac_bits: int, bits: int, rounding: str = "nearest", rng=None,
                divisor: int = 1) -> Fixed:
     """The exact value `acc / divisor * 2**-frac_bits` rounded once to a `bits`-wide Fixed.
 
-    The shift is the smallest that makes the largest magnitude fit `bits - 1` magnitude bits
-    (never negative: a small tensor keeps its exact fraction). Rounding the largest value up
-    can reach 2**(bits-1); that one value saturates (an error of at most one step).
+    The result is normalised: its shift s is `normalizing_shift` of the largest magnitude, so
+    that the largest result lies in [2**(bits-2), 2**(bits-1)) (s < 0 adds fraction bits
+    exactly). Rounding the largest value up can reach 2**(bits-1); that one value saturates
+    (an error of at most one step).
     >>> requantize(np.array([1000, -3]), frac_bits=4, bits=8).value
     array([125,   0])
     """
     acc = np.asarray(acc, dtype=np.int64)
     largest = int(np.max(np.abs(acc))) if acc.size else 0
-    largest = -(-largest // divisor)  # ceil of the largest exact magnitude, in 2**-frac units
-    shift = max(0, _bit_length(largest) - (bits - 1))
-    total = divisor << shift
+    shift = normalizing_shift(largest, bits, divisor)
+    if shift < 0:
+        acc = acc << -shift
+    total = divisor << max(shift, 0)
     value = acc if total == 1 else round_divide(acc, total, rounding, rng)
     return Fixed(saturate(value, bits, True), frac_bits - shift, bits)
 
