@@ -121,7 +121,8 @@ def test_conv_matches_nested_loops(mode, rounding, act, per_channel, data):
                    bias=rng.integers(-5000, 5000, cout),
                    requant=_requant(draw, mode, cout if per_channel else 1, rounding),
                    act_multiplier=slopes, act_shift=16)
-    shape = (1, cin, draw(st.integers(3, 6)), draw(st.integers(3, 6)))
+    shape = (1, cin, draw(st.integers(1, 4)) + op.dilation[0] * (op.kernel[0] - 1),
+             draw(st.integers(1, 4)) + op.kernel[1] - 1)
     x = rng.integers(fin.lo, fin.hi + 1, shape)
     qm = QModel("t", "affine", mode, rounding, 64, {"x": shape}, {"x": fin}, [layer], ["y"])
     np.testing.assert_array_equal(golden.run(qm, x)["y"], naive_conv(x, layer, fin, rounding))

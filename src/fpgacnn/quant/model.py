@@ -178,7 +178,11 @@ class QModel:
             if missing:
                 raise UserError(f"{self.name}: layer {layer.name!r} uses {missing[0]!r} "
                                 f"before it is defined")
-            shapes[layer.name] = tuple(layer.op.output_shape([shapes[t] for t in layer.inputs]))
+            try:
+                shape = layer.op.output_shape([shapes[t] for t in layer.inputs])
+            except (ValueError, IndexError) as e:
+                raise UserError(f"{self.name}: layer {layer.name!r} ({layer.kind}): {e}") from None
+            shapes[layer.name] = tuple(shape)
         return shapes
 
     def layer(self, name: str) -> QLayer:
