@@ -184,7 +184,7 @@ def build_ddr_image(qmodel, config: HardwareConfig = HardwareConfig(), input_int
     image = bytearray(ddr_map.size)
     for offset, data in region_writes(qmodel, ddr_map, batch_one(qmodel, input_int) |
                                       (fmaps or {})):
-        image[offset:offset + len(data)] = data
+        image[offset:offset + len(data)] = memoryview(data)
     return bytes(image), ddr_map
 
 

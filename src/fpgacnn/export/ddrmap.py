@@ -63,8 +63,8 @@ class Region:
         parts = tensor.reshape((self.groups, -1) + self.group_shape[1:])
         return np.concatenate([self.layout.rows(p, self.tensor, saturating) for p in parts])
 
-    def encode(self, tensor, saturating: bool = False) -> bytes:
-        """The region's bytes for `tensor` (of `shape`)."""
+    def encode(self, tensor, saturating: bool = False) -> np.ndarray:
+        """The region's bytes for `tensor` (of `shape`), a flat uint8 array."""
         return to_bytes(self.rows_of(tensor, saturating), self.geometry, "little")
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -126,7 +126,7 @@ class DdrMap:
         r = self.region(name)
         data = r.encode(tensor, saturating)
         target = image if isinstance(image, bytearray) else bytearray(image)
-        target[r.offset:r.offset + r.size] = data
+        target[r.offset:r.offset + r.size] = memoryview(data)
         return target if isinstance(image, bytearray) else bytes(target)
 
     def to_json(self) -> dict:

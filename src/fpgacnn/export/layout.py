@@ -137,7 +137,7 @@ class Layout:
     # ---- tensor <-> rows ----------------------------------------------------------------------
 
     def rows(self, tensor, name: str = "tensor", saturating: bool = False) -> np.ndarray:
-        """The tensor as a 2-D array (rows, lanes) in the tensor's integer dtype.
+        """The tensor as a 2-D array (rows, lanes) in the smallest dtype that holds `bits`.
 
         A value that does not fit `bits` is an error naming the tensor, index and value, unless
         `saturating` (then it is clamped to the range).
@@ -145,6 +145,7 @@ class Layout:
         tensor = np.asarray(tensor)
         padded, sizes = self.axis_sizes(tensor.shape, name)
         tensor = check_fits(tensor, self.bits, self.signed, name, saturating)
+        tensor = tensor.astype(storage_dtype(self.bits, self.signed), copy=False)
         if padded != tensor.shape:
             tensor = np.pad(tensor, [(0, p - d) for p, d in zip(padded, tensor.shape)])
         rows = einops.rearrange(tensor, self.pattern, **sizes)
@@ -171,6 +172,12 @@ class Layout:
         return {"pattern": self.pattern, "sizes": dict(self.sizes), "bits": self.bits,
                 "signed": self.signed, "msb_first": self.msb_first,
                 "word_bits": self.word_bits, "pad": self.pad, "bank_depth": self.bank_depth}
+
+
+def storage_dtype(bits: int, signed: bool) -> np.dtype:
+    """The smallest numpy integer dtype that holds `bits`-wide values."""
+    size = next(s for s in (8, 16, 32, 64) if bits <= s)
+    return np.dtype(f"{'int' if signed else 'uint'}{size}")
 
 
 def check_fits(tensor: np.ndarray, bits: int, signed: bool, name: str,

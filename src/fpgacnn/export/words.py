@@ -122,8 +122,9 @@ def text_to_bits(chars: np.ndarray, radix: int, where: str) -> np.ndarray:
     return ((values[:, :, None] >> shifts) & 1).reshape(len(values), -1)
 
 
-def to_bytes(rows: np.ndarray, g: WordGeometry, byteorder: str) -> bytes:
-    """The words as bytes, each word `word_bytes` long in `byteorder` ("little" or "big")."""
+def to_bytes(rows: np.ndarray, g: WordGeometry, byteorder: str) -> np.ndarray:
+    """The words' bytes (a flat uint8 array), each word `word_bytes` long in `byteorder`
+    ("little" or "big"); it can be written to a file or assigned into a bytearray."""
     if byteorder not in ("little", "big"):
         raise UserError(f"unknown byte order {byteorder!r}; use little or big")
     if g.bits in (8, 16, 32) and g.word_bits == g.lanes * g.bits:
@@ -132,13 +133,13 @@ def to_bytes(rows: np.ndarray, g: WordGeometry, byteorder: str) -> bytes:
         kind = "i" if g.signed else "u"
         dtype = np.dtype(f"{'<' if byteorder == 'little' else '>'}{kind}{g.bits // 8}")
         values = rows[:, ::-1] if lanes_reversed else rows
-        return values.astype(dtype).tobytes()
+        return np.ascontiguousarray(values.astype(dtype, copy=False)).view(np.uint8).ravel()
     bitmat = to_bits(rows, g)
     top = g.word_bytes * 8 - g.word_bits
     if top:
         bitmat = np.concatenate([np.zeros((len(rows), top), np.uint8), bitmat], axis=1)
     data = np.packbits(bitmat, axis=1)
-    return (data[:, ::-1] if byteorder == "little" else data).tobytes()
+    return np.ascontiguousarray(data[:, ::-1] if byteorder == "little" else data).ravel()
 
 
 def from_bytes(data: bytes, g: WordGeometry, byteorder: str, where: str) -> np.ndarray:

@@ -5,18 +5,13 @@ import io
 import numpy as np
 
 from fpgacnn.errors import UserError
+from fpgacnn.export.layout import storage_dtype
 
 SUFFIX = ".npy"
 
 
-def row_dtype(g) -> np.dtype:
-    for size in (8, 16, 32, 64):
-        if g.bits <= size:
-            return np.dtype(f"{'int' if g.signed else 'uint'}{size}")
-
-
 def write(f, rows, g, options, title: str) -> None:
-    np.save(f, rows.astype(row_dtype(g), copy=False), allow_pickle=False)
+    np.save(f, rows.astype(storage_dtype(g.bits, g.signed), copy=False), allow_pickle=False)
 
 
 def read(data: bytes, g, options, where: str) -> np.ndarray:
