@@ -152,11 +152,14 @@ def test_documented_smallest_input_is_the_smallest(name):
 
 def test_bad_input_shapes_are_user_errors():
     model = MODELS["alexnet"]
-    for shape, reason in [((1, 3, 67), "N,C,H,W"), ((1, 1, 67, 67), "3 channel"),
+    for shape, reason in [((1, 3, 67), "N,C,H,W"), (("a", 3, 67, 67), "N,C,H,W"),
+                          (5, "N,C,H,W"), ((1, 1, 67, 67), "3 channel"),
                           ((1, 3, 170, 170), "neither a pooling nor an upsampling")]:
         with pytest.raises(UserError, match=reason):
             zoo.load("alexnet", shape)
     assert check_input_shape(model, (2, 3, 224, 224)) == (2, 3, 224, 224)
+    _, example = zoo.torch_module("digits", (3, 1, 9, 10))
+    assert example.shape == (3, 1, 9, 10)
 
 
 @settings(max_examples=40)

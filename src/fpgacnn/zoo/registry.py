@@ -53,11 +53,12 @@ MODELS = {m.name: m for m in [
 
 
 def names() -> list[str]:
-    """The names of all zoo models, sorted."""
+    """The names of all zoo models, sorted: `names()[:2] == ["alexnet", "digits"]`."""
     return sorted(MODELS)
 
 
 def entry(name: str) -> ZooModel:
+    """The zoo entry `name`; UserError listing the known names when there is none."""
     if name not in MODELS:
         raise UserError(f"zoo:{name}: no such zoo model; known: {', '.join(names())}")
     return MODELS[name]
@@ -84,7 +85,8 @@ def torch_module(name: str, input_shape=None) -> tuple[nn.Module, torch.Tensor]:
 def load(name: str, input_shape=None) -> Graph:
     """The raw graph of zoo model `name` (`fpgacnn.frontends.load_model` simplifies it).
 
-    >>> load("yolov3-tiny", input_shape=(1, 3, 64, 64)).shapes["x"]
+    >>> load("yolov3-tiny", input_shape=(1, 3, 64, 64)).outputs
+    ('layer16_yolo', 'layer23_yolo')
     """
     model = entry(name)
     if model.build is None:
@@ -105,8 +107,11 @@ def check_input_shape(model: ZooModel, input_shape) -> tuple[int, int, int, int]
     """`input_shape` as a tuple (the default when None); UserError when the model rejects it."""
     if input_shape is None:
         return model.default_shape
-    shape = tuple(int(d) for d in input_shape)
-    where = f"zoo:{model.name}: input shape {shape}"
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    where = f"zoo:{model.name}: input shape {shape or input_shape!r}"
     if len(shape) != 4 or min(shape) < 1:
         raise UserError(f"{where}: expected N,C,H,W with positive sizes")
     if shape[1] != model.default_shape[1]:
@@ -132,7 +137,7 @@ def _pool_inputs(model: ZooModel, shape):
 
 
 def _example_input(model: ZooModel, shape) -> torch.Tensor:
-    if model.name == "digits" and shape[0] <= 450:
+    if model.name == "digits" and shape[0] <= 450 and shape[2:] == (8, 8):
         _, _, x_test, _ = digits_data()
         return torch.from_numpy(x_test[:shape[0]])
     gen = torch.Generator().manual_seed(model.seed)
