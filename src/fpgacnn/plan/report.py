@@ -76,7 +76,14 @@ def text_table(report: dict) -> str:
     """The per-layer table and the totals, for people."""
     head = " ".join(f"{label:<{width}}" if i < 2 else f"{label:>{width}}"
                     for i, (_, label, _, width) in enumerate(COLUMNS))
-    lines = [head]
+    c = report["config"]
+    if report["arch"] == "engine":
+        arch = f"engine: Tm={c['tm']} Tn={c['tn']} Tr={c['tr']} Tc={c['tc']}"
+    else:
+        arch = "dataflow: " + ", ".join(f"{l['name']} {l['tm']}x{l['tn']}"
+                                        for l in report["layers"])
+    lines = [f"{arch}; {c['act_bits']}-bit activations, {c['weight_bits']}-bit weights, "
+             f"{c['clock_mhz']} MHz, DDR {c['ddr_bytes_per_cycle']:g} bytes/cycle", head]
     for layer in report["layers"]:
         lines.append(" ".join(fmt.format(layer[name]) for name, _, fmt, _ in COLUMNS))
     t = report["totals"]
