@@ -356,7 +356,7 @@ def test_wrong_size_weights_files(small_cfg, tmp_path):
     ("[net]\n[convolutional]\nfilters=x\nactivation=relu\n", ["layer 0", "'filters'"]),
     ("[net]\n[route]\nlayers=-1\n", ["layer 0", "not before it"]),
     ("[net]\n[convolutional]\nfilters=4\nactivation=relu\n[yolo]\nmask=0\nanchors=1,2\n",
-     ["layer 1 [yolo]", "channels"]),
+     ["'layer1_yolo'", "channels"]),
 ])
 def test_cfg_mistakes_are_user_errors(tmp_path, text, words):
     cfg = tmp_path / "bad.cfg"

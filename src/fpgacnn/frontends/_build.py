@@ -19,6 +19,7 @@ class GraphBuilder:
         self.name = name
         self.inputs = dict(inputs)
         self.nodes: list[Node] = []
+        self.shapes = {k: tuple(v) for k, v in inputs.items()}
         self._taken = set(inputs)
 
     def unique(self, base: str) -> str:
@@ -30,11 +31,31 @@ class GraphBuilder:
         return name
 
     def add(self, base: str, op, inputs, params=None) -> str:
-        """Append a node named `base` (or `base_1`, ... if taken); returns the name used."""
+        """Append a node named `base` (or `base_1`, ... if taken); returns the name used.
+
+        The node's output shape is inferred at once (`self.shapes`); a ValueError from
+        shape inference becomes a UserError naming the node.
+        """
         name = self.unique(base)
         params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
+        in_shapes = [self.shapes[t] for t in inputs]
+        try:
+            op.check_inputs(in_shapes)
+            self.shapes[name] = tuple(int(d) for d in op.output_shape(in_shapes))
+        except (ValueError, IndexError) as e:
+            raise UserError(f"{self.name}: node {name!r} ({op.kind}): {e}") from None
         self.nodes.append(Node(name, op, tuple(inputs), params))
         return name
+
+    def node(self, name: str) -> Node | None:
+        """The node that makes tensor `name`, or None for a graph input."""
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def replace(self, name: str, op, params) -> None:
+        """Change the op and parameters of node `name` (its output shape must not change)."""
+        index = next(i for i, n in enumerate(self.nodes) if n.name == name)
+        params = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
+        self.nodes[index] = self.nodes[index].with_(op=op, params=params)
 
     def build(self, outputs) -> Graph:
         return Graph(self.name, self.inputs, tuple(self.nodes), tuple(outputs))

@@ -120,7 +120,7 @@ class _Options:
 class _Network:
     def __init__(self, name, input_shape, weights):
         self.builder = GraphBuilder(name, {"input": input_shape})
-        self.shapes = {"input": input_shape}
+        self.shapes = self.builder.shapes
         self.weights = weights
         self.layers: list[str] = []  # output tensor of each layer, by Darknet index
         self.yolo: list[str] = []
@@ -130,20 +130,14 @@ class _Network:
             raise unsupported(self.builder.name, f"layer{index}", f"[{kind}]",
                               [f"[{s}]" for s in SECTIONS])
         x = self.layers[-1] if self.layers else "input"
-        try:
-            out = getattr(self, f"_{kind}")(f"layer{index}", index, x, opts)
-        except ValueError as e:  # shape inference of the new node
-            raise opts.error(str(e)) from None
-        self.layers.append(out)
+        self.layers.append(getattr(self, f"_{kind}")(f"layer{index}", index, x, opts))
 
     def build(self) -> Graph:
         outputs = self.yolo or self.layers[-1:]
         return self.builder.build(outputs)
 
     def add(self, name, op, inputs, params=None) -> str:
-        name = self.builder.add(name, op, inputs, params)
-        self.shapes[name] = op.output_shape([self.shapes[t] for t in inputs])
-        return name
+        return self.builder.add(name, op, inputs, params)
 
     def _activate(self, prefix, x, opts):
         act = opts.str("activation", "logistic")

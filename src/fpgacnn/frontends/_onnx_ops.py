@@ -1,0 +1,400 @@
+"""Converters from ONNX nodes to IR ops: `convert(ctx, args, attrs) -> Ref`.
+
+`args` holds, per ONNX input, a Ref (an IR tensor), an np.ndarray (a constant) or None (an
+absent optional input); `attrs` the node's attributes with strings decoded.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fpgacnn.errors import UserError
+from fpgacnn.ir import ops
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A tensor of the IR graph being built, by name."""
+
+    name: str
+
+
+class Context:
+    """What a converter may do for one ONNX node."""
+
+    def __init__(self, converter, node):
+        self._converter = converter
+        self.node = node
+        self.name = node.name or node.output[0]
+        self.opset = converter.opset
+
+    def add(self, op, inputs, params=None, name=None) -> Ref:
+        names = [self._converter.tensor(t, self.name) for t in inputs]
+        return Ref(self._converter.builder.add(name or self.name, op, names, params))
+
+    def shape(self, ref: Ref) -> tuple:
+        return self._converter.builder.shapes[ref.name]
+
+    def error(self, message: str) -> UserError:
+        return UserError(f"{self._converter.builder.name}: node {self.name!r} "
+                         f"({self.node.op_type}): {message}")
+
+    def dynamic(self, value, what="input") -> Ref:
+        if not isinstance(value, Ref):
+            raise self.error(f"a constant {what} is not supported here")
+        return value
+
+    def constant(self, value, what) -> np.ndarray:
+        if not isinstance(value, np.ndarray):
+            raise self.error(f"{what} must be a constant (an initializer), not computed from "
+                             f"the input")
+        return value.astype(np.float32, copy=False)
+
+    def only_use(self, index: int) -> bool:
+        """Whether this node is the only user of its input `index` (and it is no output)."""
+        return self._converter.uses[self.node.input[index]] == 1
+
+    def builder(self):
+        return self._converter.builder
+
+
+def _rank4(ctx, x) -> tuple:
+    shape = ctx.shape(x)
+    if len(shape) != 4:
+        raise ctx.error(f"only 2-D (NCHW) inputs are supported, got shape {shape}")
+    return shape
+
+
+def _pads(ctx, attrs, in_hw, kernel, strides, dilations) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) from `pads` or `auto_pad`."""
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto == "NOTSET":
+        p = list(attrs.get("pads", [0, 0, 0, 0]))
+        return (p[0], p[1], p[2], p[3])
+    if auto == "VALID":
+        return (0, 0, 0, 0)
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise ctx.error(f"auto_pad={auto!r} is not supported")
+    begin, end = [], []
+    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
+        total = max(0, (math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size)
+        small, big = total // 2, total - total // 2
+        begin.append(small if auto == "SAME_UPPER" else big)
+        end.append(big if auto == "SAME_UPPER" else small)
+    return (begin[0], begin[1], end[0], end[1])
+
+
+# ---- layers ----------------------------------------------------------------------------------
+
+def conv(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    weight = ctx.constant(args[1], "the Conv weight")
+    bias = None if len(args) < 3 or args[2] is None else ctx.constant(args[2], "the Conv bias")
+    shape = _rank4(ctx, x)
+    kernel = tuple(weight.shape[2:])
+    strides, dilations = tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
+    pads = _pads(ctx, attrs, shape[2:], kernel, strides, dilations)
+    op = ops.Conv2d(shape[1], weight.shape[0], kernel, strides, pads, dilations,
+                    attrs.get("group", 1), bias=bias is not None)
+    return ctx.add(op, [x], {"weight": weight} | ({} if bias is None else {"bias": bias}))
+
+
+def gemm(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    if attrs.get("transA", 0):
+        raise ctx.error("transA=1 is not supported")
+    b = ctx.constant(args[1], "Gemm's B")
+    b = b.T if attrs.get("transB", 0) else b  # now (in, out)
+    alpha = attrs.get("alpha", 1.0)
+    weight = b.T if alpha == 1.0 else alpha * b.T
+    params = {"weight": weight}
+    if len(args) > 2 and args[2] is not None:
+        c = ctx.constant(args[2], "Gemm's C")
+        if c.size not in (1, weight.shape[0]):
+            raise ctx.error(f"a C of shape {c.shape} (not one value per output) is not "
+                            f"supported")
+        params["bias"] = attrs.get("beta", 1.0) * np.broadcast_to(c.reshape(-1),
+                                                                  weight.shape[:1])
+    return _linear(ctx, x, params)
+
+
+def matmul(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    b = ctx.constant(args[1], "MatMul's second input")
+    if b.ndim != 2:
+        raise ctx.error(f"only a 2-D constant second input is supported, got {b.shape}")
+    return _linear(ctx, x, {"weight": b.T})
+
+
+def _linear(ctx, x, params):
+    if len(ctx.shape(x)) != 2:
+        raise ctx.error(f"only 2-D inputs (N, features) are supported, got {ctx.shape(x)}")
+    out_features, in_features = params["weight"].shape
+    op = ops.Linear(in_features, out_features, bias="bias" in params)
+    return ctx.add(op, [x], params)
+
+
+def batchnorm(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    if attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
+        raise ctx.error("training_mode=1 and spatial=0 are not supported")
+    names = ("gamma", "beta", "mean", "var")
+    params = {k: ctx.constant(v, f"BatchNormalization's {k}") for k, v in zip(names, args[1:5])}
+    op = ops.BatchNorm(ctx.shape(x)[1], float(attrs.get("epsilon", 1e-5)))
+    return ctx.add(op, [x], params)
+
+
+def _legacy_broadcast(ctx, value, rank, attrs) -> np.ndarray:
+    """Before opset 7, `broadcast=1, axis=k` aligns the constant's dims from axis k."""
+    if ctx.opset >= 7 or not attrs.get("broadcast", 0) or "axis" not in attrs:
+        return value
+    axis = attrs["axis"] + rank if attrs["axis"] < 0 else attrs["axis"]
+    value = np.asarray(value)
+    return value.reshape((1,) * axis + value.shape + (1,) * (rank - axis - value.ndim))
+
+
+def _per_channel(ctx, value, shape, what, attrs=None) -> np.ndarray:
+    """The (C,) vector of a constant that broadcasts along channels (axis 1) only."""
+    value = _legacy_broadcast(ctx, ctx.constant(value, what), len(shape), attrs or {})
+    if len(shape) < 2:
+        raise ctx.error(f"{what} applied to a tensor of rank {len(shape)} is not supported")
+    channels = shape[1]
+    try:
+        full = np.broadcast_to(value, shape) if value.ndim <= len(shape) else None
+    except ValueError:
+        full = None
+    if full is not None:
+        vector = full[(0, slice(None)) + (0,) * (len(shape) - 2)]
+        if np.array_equal(np.broadcast_to(vector.reshape((1, channels) + (1,) * (len(shape) - 2)),
+                                          shape), full):
+            return np.ascontiguousarray(vector)
+    raise ctx.error(f"{what} of shape {value.shape} is not one value per channel of {shape}")
+
+
+def _affine(ctx, x, scale=None, shift=None):
+    """x * scale + shift per channel, as a BatchNorm with mean 0, variance 1 and eps 0."""
+    c = ctx.shape(x)[1]
+    params = {"gamma": np.ones(c, np.float32) if scale is None else scale,
+              "beta": np.zeros(c, np.float32) if shift is None else shift,
+              "mean": np.zeros(c, np.float32), "var": np.ones(c, np.float32)}
+    return ctx.add(ops.BatchNorm(c, 0.0), [x], params)
+
+
+# ---- element-wise ----------------------------------------------------------------------------
+
+def add(ctx, args, attrs):
+    a, b = args[0], args[1]
+    if isinstance(a, Ref) and isinstance(b, Ref):
+        return ctx.add(ops.Add(), [a, b])
+    x, index = (a, 0) if isinstance(a, Ref) else (b, 1)
+    shift = _per_channel(ctx, args[1 - index], ctx.shape(x), "the added constant", attrs)
+    producer = ctx.builder().node(x.name)
+    if (producer is not None and isinstance(producer.op, (ops.Conv2d, ops.Linear))
+            and producer.op.activation is None
+            and ctx.only_use(index)):  # MatMul + Add, or a bias added after a conv: fold it
+        bias = producer.params.get("bias", np.zeros_like(shift)) + shift
+        op = type(producer.op)(**{**vars(producer.op), "bias": True})
+        ctx.builder().replace(x.name, op, {**producer.params, "bias": bias})
+        return x
+    return _affine(ctx, x, shift=shift)
+
+
+def sub(ctx, args, attrs):
+    if isinstance(args[0], Ref) and isinstance(args[1], Ref):
+        raise ctx.error("subtracting two tensors is not supported")
+    x = ctx.dynamic(args[0], "minuend")
+    shift = _per_channel(ctx, args[1], ctx.shape(x), "the subtrahend", attrs)
+    return _affine(ctx, x, shift=-shift)
+
+
+def mul(ctx, args, attrs):
+    if isinstance(args[0], Ref) and isinstance(args[1], Ref):
+        raise ctx.error("multiplying two tensors is not supported")
+    x, other = (args[0], args[1]) if isinstance(args[0], Ref) else (args[1], args[0])
+    return _affine(ctx, x, scale=_per_channel(ctx, other, ctx.shape(x), "the factor", attrs))
+
+
+def div(ctx, args, attrs):
+    x = ctx.dynamic(args[0], "dividend")
+    divisor = _per_channel(ctx, args[1], ctx.shape(x), "the divisor", attrs)
+    return _affine(ctx, x, scale=1.0 / divisor)
+
+
+def sum_(ctx, args, attrs):
+    if len(args) == 1:
+        return ctx.add(ops.Identity(), args)
+    out = ctx.add(ops.Add(), args[:2])
+    for more in args[2:]:
+        out = ctx.add(ops.Add(), [out, more])
+    return out
+
+
+# ---- activations -----------------------------------------------------------------------------
+
+def relu(ctx, args, attrs):
+    return ctx.add(ops.ReLU(), [ctx.dynamic(args[0])])
+
+
+def leaky_relu(ctx, args, attrs):
+    return ctx.add(ops.LeakyReLU(float(attrs.get("alpha", 0.01))), [ctx.dynamic(args[0])])
+
+
+def prelu(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    slope = ctx.constant(args[1], "the PRelu slope")
+    if ctx.opset < 7 and slope.ndim == 1:  # opset 6: a 1-D slope is per channel
+        slope = slope.reshape((-1,) + (1,) * (len(ctx.shape(x)) - 2))
+    if slope.size != 1:
+        slope = _per_channel(ctx, slope, ctx.shape(x), "the PRelu slope")
+    return ctx.add(ops.PReLU(slope.size), [x], {"slope": slope.reshape(-1)})
+
+
+def clip(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    if ctx.opset < 11:
+        low, high = attrs.get("min", -math.inf), attrs.get("max", math.inf)
+    else:
+        bounds = [None if a is None else float(ctx.constant(a, "a Clip bound").reshape(-1)[0])
+                  for a in (args[1:] + [None, None])[:2]]
+        low = -math.inf if bounds[0] is None else bounds[0]
+        high = math.inf if bounds[1] is None else bounds[1]
+    if low == 0 and high == math.inf:
+        return ctx.add(ops.ReLU(), [x])
+    return ctx.add(ops.Clip(float(low), float(high)), [x])
+
+
+# ---- pooling ---------------------------------------------------------------------------------
+
+def _pool(ctx, args, attrs, cls, **extra):
+    x = ctx.dynamic(args[0])
+    shape = _rank4(ctx, x)
+    kernel = tuple(attrs["kernel_shape"])
+    strides = tuple(attrs.get("strides", (1, 1)))
+    if tuple(attrs.get("dilations", (1, 1))) != (1, 1):
+        raise ctx.error(f"dilations={attrs['dilations']} are not supported")
+    pads = _pads(ctx, attrs, shape[2:], kernel, strides, (1, 1))
+    op = cls(kernel, strides, pads, bool(attrs.get("ceil_mode", 0)), **extra)
+    return ctx.add(op, [x])
+
+
+def maxpool(ctx, args, attrs):
+    return _pool(ctx, args, attrs, ops.MaxPool)
+
+
+def avgpool(ctx, args, attrs):
+    include = bool(attrs.get("count_include_pad", 0))
+    return _pool(ctx, args, attrs, ops.AvgPool, count_include_pad=include)
+
+
+def global_avgpool(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    _rank4(ctx, x)
+    return ctx.add(ops.GlobalAvgPool(), [x])
+
+
+def global_maxpool(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    hw = _rank4(ctx, x)[2:]
+    return ctx.add(ops.MaxPool(hw, hw), [x])
+
+
+def lrn(ctx, args, attrs):
+    op = ops.LRN(int(attrs["size"]), float(attrs.get("alpha", 1e-4)),
+                 float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0)))
+    return ctx.add(op, [ctx.dynamic(args[0])])
+
+
+# ---- routing and shapes ----------------------------------------------------------------------
+
+def concat(ctx, args, attrs):
+    rank = len(next(ctx.shape(a) for a in args if isinstance(a, Ref)))
+    axis = attrs["axis"] + rank if attrs["axis"] < 0 else attrs["axis"]
+    return ctx.add(ops.Concat(axis), args)
+
+
+def _to_shape(ctx, x, out_shape):
+    """Identity if the shape is unchanged, Flatten if it is (N, -1); nothing else."""
+    in_shape = ctx.shape(x)
+    out_shape = tuple(int(d) for d in out_shape)
+    if out_shape == in_shape:
+        return ctx.add(ops.Identity(), [x])
+    if len(in_shape) > 2 and out_shape == (in_shape[0], math.prod(in_shape[1:])):
+        return ctx.add(ops.Flatten(), [x])
+    raise ctx.error(f"reshaping {in_shape} to {out_shape} is not supported "
+                    f"(only flattening to (N, -1))")
+
+
+def flatten(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    shape = ctx.shape(x)
+    axis = attrs.get("axis", 1)
+    axis = axis + len(shape) if axis < 0 else axis
+    return _to_shape(ctx, x, (math.prod(shape[:axis]), math.prod(shape[axis:])))
+
+
+def reshape(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    in_shape = ctx.shape(x)
+    target = [int(d) for d in np.asarray(args[1]).reshape(-1)]
+    if not attrs.get("allowzero", 0):
+        target = [in_shape[i] if d == 0 else d for i, d in enumerate(target)]
+    if -1 in target:
+        known = math.prod(d for d in target if d != -1)
+        target[target.index(-1)] = math.prod(in_shape) // known
+    return _to_shape(ctx, x, target)
+
+
+def squeeze(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    shape = ctx.shape(x)
+    axes = attrs.get("axes") if len(args) < 2 or args[1] is None else list(args[1])
+    axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else \
+        [a + len(shape) if a < 0 else a for a in axes]
+    return _to_shape(ctx, x, [d for i, d in enumerate(shape) if i not in axes])
+
+
+def unsqueeze(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    shape = list(ctx.shape(x))
+    axes = attrs.get("axes") if len(args) < 2 or args[1] is None else list(args[1])
+    rank = len(shape) + len(axes)
+    for a in sorted(a + rank if a < 0 else a for a in axes):
+        shape.insert(a, 1)
+    return _to_shape(ctx, x, shape)
+
+
+def softmax(ctx, args, attrs):
+    x = ctx.dynamic(args[0])
+    shape = ctx.shape(x)
+    axis = attrs.get("axis", 1 if ctx.opset < 13 else -1)
+    axis = axis + len(shape) if axis < 0 else axis
+    if ctx.opset < 13 and math.prod(shape[axis + 1:]) != 1:
+        raise ctx.error(f"before opset 13 Softmax normalises over all axes from {axis} on; "
+                        f"only a last axis (or trailing 1s) is supported, shape {shape}")
+    return ctx.add(ops.Softmax(axis), [x])
+
+
+def passthrough(cls):
+    def convert(ctx, args, attrs):
+        return ctx.add(cls(), [ctx.dynamic(args[0])])
+    return convert
+
+
+def _table():
+    from fpgacnn.frontends._onnx_resize import resize, upsample
+
+    return {
+        "Conv": conv, "Gemm": gemm, "MatMul": matmul, "BatchNormalization": batchnorm,
+        "Add": add, "Sub": sub, "Mul": mul, "Div": div, "Sum": sum_,
+        "Relu": relu, "LeakyRelu": leaky_relu, "PRelu": prelu, "Clip": clip,
+        "MaxPool": maxpool, "AveragePool": avgpool, "GlobalAveragePool": global_avgpool,
+        "GlobalMaxPool": global_maxpool, "LRN": lrn,
+        "Concat": concat, "Upsample": upsample, "Resize": resize,
+        "Flatten": flatten, "Reshape": reshape, "Squeeze": squeeze, "Unsqueeze": unsqueeze,
+        "Softmax": softmax, "Dropout": passthrough(ops.Dropout),
+        "Identity": passthrough(ops.Identity),
+    }
+
+
+CONVERTERS = _table()
