@@ -125,11 +125,22 @@ def test_unknown_workload(capsys):
 
 
 def test_training_flag(capsys):
-    argv = ["plan", "zoo:digits", "--device", "xc7z020", "--training", "--batch", "2"]
+    argv = ["plan", "zoo:digits", "--device", "xc7z020", "--training", "--batch", "4"]
     try:
-        from fpgacnn.train.workload import training_step_layers  # noqa: F401
+        from fpgacnn.train.workload import training_step_layers
     except ImportError:
         assert "training workload not available" in run_error(argv, capsys)
         return
+    from fpgacnn.frontends import load_model
+    expected = [name for name, _, _ in training_step_layers(load_model("zoo:digits"), batch=4)]
     report = run_json(argv, capsys)
-    assert report["totals"]["cycles"] > 0 and report["totals"]["ddr_bytes"] > 0
+    assert [l["name"] for l in report["layers"]] == expected
+    step = report["training_step"]
+    assert step["batch"] == 4
+    assert step["cycles"] == sum(l["cycles"] for l in report["layers"])
+    assert step["ddr_bytes"] == sum(l["ddr_bytes"] for l in report["layers"])
+    # a Linear on a batch of 4 reads each weight once: 4x the forward MACs of batch 1
+    forward = run_json(["plan", "zoo:digits", "--device", "xc7z020"], capsys)
+    fc = [l for l in forward["layers"] if l["op"] == "linear"][0]
+    fc4 = next(l for l in report["layers"] if l["name"] == fc["name"])
+    assert fc4["macs"] == 4 * fc["macs"]

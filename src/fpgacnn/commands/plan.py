@@ -54,6 +54,11 @@ def run(args):
     report["model"] = source.name
     report["dsp_per_mac"] = per_mac
     report["not_modeled"] = [{"name": n, "op": k} for n, k in source.others]
+    if args.training:
+        totals = report["totals"]
+        report["training_step"] = {"batch": args.batch, "cycles": totals["cycles"],
+                                   "ddr_bytes": totals.get("ddr_bytes"),
+                                   "images_per_s": totals["fps"] * args.batch}
     _write_outputs(report, args)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
@@ -64,6 +69,10 @@ def run(args):
         if source.others:
             print(f"not in the cycle model (fused into post-processing, done by addressing "
                   f"or on the host): {describe_others(source.others)}")
+        if "training_step" in report:
+            t = report["training_step"]
+            print(f"one training step of batch {t['batch']}: {t['cycles']:,} cycles, "
+                  f"{t['ddr_bytes'] or 0:,} DDR bytes, {t['images_per_s']:.1f} images/s")
         if "exploration" in report:
             e = report["exploration"]
             print(f"explored {e['evaluated']:,} of {e['space']:,} designs; Pareto front has "
