@@ -85,6 +85,8 @@ def build_simulator(top, jobs=2, quiet=True):
     if exe.exists():
         return exe
     final.parent.mkdir(parents=True, exist_ok=True)
+    print(f"fpgacnn: building the Verilator simulator into {final} (once per design)",
+          file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=final.parent))
     try:
         _compile(work, verilog, defines, sources, jobs, quiet)

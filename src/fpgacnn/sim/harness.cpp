@@ -5,8 +5,9 @@
 //
 // Loads IMAGE_IN as the DDR contents, resets the design, pulses `start` with `args`, clocks
 // until `busy` falls (or N cycles), writes the DDR contents to IMAGE_OUT and prints one JSON
-// line: finished, cycles, status, bytes_read, bytes_written, error.
+// line: finished, cycles, status, bytes_read, bytes_written, seconds (of simulation), error.
 // Port field offsets are -D macros derived from the Amaranth layouts (fpgacnn/sim/build.py).
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -121,6 +122,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 4; k++) bits_set(top->args, 32 * k, 32, opt.args[k]);
 
     std::vector<uint8_t> w_data(WORD_BYTES);
+    auto began = std::chrono::steady_clock::now();
     bool finished = false;
     uint64_t cycle = 0;
     for (; cycle < opt.max_cycles && ddr.error.empty(); cycle++) {
@@ -138,6 +140,7 @@ int main(int argc, char **argv) {
         ddr.clock(in);
     }
     top->final();
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
 
     std::ofstream out_file(opt.image_out, std::ios::binary);
     out_file.write(reinterpret_cast<const char *>(ddr.memory.data()), ddr.memory.size());
@@ -145,9 +148,9 @@ int main(int argc, char **argv) {
     std::string error;
     for (char c : ddr.error) error += (c == '"' || c == '\\') ? '\'' : c;
     printf("{\"finished\": %s, \"cycles\": %llu, \"status\": %u, \"bytes_read\": %llu, "
-           "\"bytes_written\": %llu, \"error\": \"%s\"}\n",
+           "\"bytes_written\": %llu, \"seconds\": %.6f, \"error\": \"%s\"}\n",
            finished ? "true" : "false", (unsigned long long)cycle, (unsigned)top->status,
-           (unsigned long long)ddr.bytes_read, (unsigned long long)ddr.bytes_written,
+           (unsigned long long)ddr.bytes_read, (unsigned long long)ddr.bytes_written, seconds,
            error.c_str());
     return 0;
 }

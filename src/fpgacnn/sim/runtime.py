@@ -38,6 +38,11 @@ class RunResult:
     status: int
     bytes_read: int
     bytes_written: int
+    seconds: float = 0.0        # wall-clock time of the simulation loop
+
+    @property
+    def cycles_per_second(self):
+        return self.cycles / self.seconds if self.seconds > 0 else float("inf")
 
 
 class SimulationError(UserError):
@@ -107,7 +112,7 @@ class SimulatedDevice:
             raise SimulationError(f"{report['error']} (cycle {report['cycles']}, controller "
                                   f"at {self.describe_status(report['status'])})")
         return RunResult(report["finished"], report["cycles"], report["status"],
-                         report["bytes_read"], report["bytes_written"])
+                         report["bytes_read"], report["bytes_written"], report["seconds"])
 
     def describe_status(self, status):
         """The accelerator's own reading of its status word, if it has one."""
