@@ -29,6 +29,7 @@ class LayerResult:
     mismatches: int
     elements: int
     planned_cycles: int
+    seconds: float = 0.0            # wall-clock time of the simulation
 
     def to_dict(self):
         return {"name": self.name, "cycles": self.cycles, "mismatches": self.mismatches,
@@ -117,7 +118,7 @@ def simulate(qmodel, x_int, config, device=None, max_cycles=None, progress=None)
         want = expected[layer.name][:1]
         mismatches = int(np.count_nonzero(got.reshape(want.shape) != want))
         results.append(LayerResult(layer.name, run.cycles, mismatches, int(want.size),
-                                   planned_cycles(qmodel, config, layer)))
+                                   planned_cycles(qmodel, config, layer), run.seconds))
         if progress:
             progress(layer.name)
     return results
