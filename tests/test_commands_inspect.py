@@ -7,9 +7,12 @@ PyTorch (parameter numel, forward hooks reading the module's own output sizes).
 
 import json
 import math
+from pathlib import Path
 
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper, shape_inference
 
 from fpgacnn import zoo
 from fpgacnn.cli import main
@@ -196,6 +199,7 @@ def test_table_has_one_row_per_layer_totals_and_host_marks(capsys):
 
 @pytest.mark.parametrize("args,field", [
     (["zoo:resnet50"], "zoo:resnet50: no such zoo model"),
+    (["missing.onnx"], "missing.onnx"),
     (["missing.cfg"], "missing.cfg"),
     (["zoo:digits", "--input-shape", "1,1,8"], "--input-shape"),
     (["zoo:digits", "--input-shape", "1,1,a,8"], "--input-shape"),
@@ -237,3 +241,45 @@ def test_factory_and_darknet_model_names(capsys, tmp_path, monkeypatch):
     from_file = inspect_json(capsys, str(DATA / "yolov3-tiny.cfg"), "--input-shape", "1,3,64,64")
     from_zoo = inspect_json(capsys, "zoo:yolov3-tiny", "--input-shape", "1,3,64,64")
     assert from_file["layers"] == from_zoo["layers"]
+
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+# densenet121 and inception_v2 scale channels with Mul/Add nodes, which the ONNX frontend
+# imports as extra BatchNorm-shaped nodes: their parameter count is the frontend's choice.
+LIGHT_MODELS = {"bvlc_alexnet": True, "squeezenet": True, "resnet50": True,
+                "inception_v1": True, "zfnet512": True, "vgg19": True,
+                "densenet121": False, "inception_v2": False}
+
+
+def onnx_counts(path):
+    """(params, MACs) of Conv/Gemm/BatchNormalization/PRelu nodes, from onnx's own shape
+    inference and the shapes of the ConstantOfShape tensors the light models hold weights in."""
+    graph = shape_inference.infer_shapes(onnx.load(path)).graph
+    dims = {i.name: tuple(i.dims) for i in graph.initializer}
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "ConstantOfShape":
+            dims[node.output[0]] = tuple(int(v) for v in values[node.input[0]])
+    for info in list(graph.value_info) + list(graph.output) + list(graph.input):
+        dims.setdefault(info.name, tuple(d.dim_value for d in info.type.tensor_type.shape.dim))
+    params = macs = 0
+    for node in graph.node:
+        if node.op_type in ("Conv", "Gemm", "BatchNormalization", "PRelu"):
+            params += sum(math.prod(dims[t]) for t in node.input[1:] if t)
+        out = math.prod(dims.get(node.output[0], ()))
+        if node.op_type == "Conv":
+            macs += out * math.prod(dims[node.input[1]][1:])
+        elif node.op_type == "Gemm":  # out = N x F, weight holds F x K products
+            macs += out * math.prod(dims[node.input[1]]) // dims[node.output[0]][1]
+    return params, macs
+
+
+@pytest.mark.parametrize("name", sorted(LIGHT_MODELS))
+def test_light_onnx_models_against_onnx_shape_inference(capsys, name):
+    path = LIGHT / f"light_{name}.onnx"
+    params, macs = onnx_counts(path)
+    totals = inspect_json(capsys, str(path), "--raw")["totals"]
+    assert totals["macs"] == macs
+    if LIGHT_MODELS[name]:
+        assert totals["params"] == params
+    assert inspect_json(capsys, str(path))["totals"]["macs"] == macs  # folding keeps MACs
