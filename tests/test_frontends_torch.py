@@ -9,7 +9,7 @@ from torch import nn
 
 from fpgacnn.errors import UserError
 from fpgacnn.frontends.torch import from_torch
-from fpgacnn.ir import ops, run_float, simplify
+from fpgacnn.ir import run_float, simplify
 
 
 class Fn(nn.Module):

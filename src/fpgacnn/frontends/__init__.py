@@ -34,10 +34,15 @@ def _load_raw(spec: str, input_shape) -> Graph:
         from fpgacnn.frontends.darknet import from_darknet
         cfg, _, weights = spec.partition(":")
         return from_darknet(_existing(cfg), _existing(weights) if weights else None, input_shape)
-    if ":" in spec and not Path(path_part).suffix:
+    if ":" in spec and _is_module_path(path_part):
         return _load_factory(spec, input_shape)
     raise UserError(f"model {spec!r}: expected zoo:NAME, FILE.onnx, FILE.cfg[:FILE.weights] "
                     f"or package.module:factory")
+
+
+def _is_module_path(text: str) -> bool:
+    """`package.module` (dotted identifiers), as opposed to a file name."""
+    return all(part.isidentifier() for part in text.split("."))
 
 
 def _existing(path: str) -> Path:
@@ -58,6 +63,9 @@ def _load_factory(spec: str, input_shape) -> Graph:
         raise UserError(f"model {spec!r}: cannot import: {e}") from None
     made = factory()
     model, example = made if isinstance(made, tuple) else (made, None)
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"model {spec!r}: the factory returned {type(model).__name__}, "
+                        f"not an nn.Module (or a pair (module, example input))")
     if input_shape is not None:
         example = torch.randn(input_shape)
     if example is None:

@@ -1,17 +1,16 @@
-"""Converters from PyTorch modules, functions and tensor methods to IR ops.
+"""Converters from PyTorch modules, functions and tensor methods to IR ops: layers,
+activations and pooling (shapes and routing are in `_torch_shapes`, the lookup tables in
+`_torch_table`).
 
 Every converter has the signature `convert(ctx, name, module, args, kwargs, out) -> Ref`:
 `module` is the nn.Module for module calls (else None), `args`/`kwargs` hold Refs (IR
 tensors), constant tensors and plain values, and `out` is the tensor PyTorch computed.
 """
 
-import operator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from fpgacnn.errors import UserError
 from fpgacnn.ir import ops
@@ -43,7 +42,7 @@ class Context:
         return UserError(f"{self._converter.builder.name}: node {name!r}: {message}")
 
 
-def _arg(args, kwargs, index, key, default=None):
+def arg(args, kwargs, index, key, default=None):
     return args[index] if len(args) > index else kwargs.get(key, default)
 
 
@@ -58,7 +57,7 @@ def _const(ctx, name, value, what) -> np.ndarray:
     return _np(value)
 
 
-def _axis(dim, rank) -> int:
+def positive_axis(dim, rank) -> int:
     return dim + rank if dim < 0 else dim
 
 
@@ -103,12 +102,12 @@ def conv2d_module(ctx, name, m, args, kwargs, out):
 
 
 def conv2d_function(ctx, name, _, args, kwargs, out):
-    weight = _const(ctx, name, _arg(args, kwargs, 1, "weight"), "the conv2d weight")
-    bias = _arg(args, kwargs, 2, "bias")
+    weight = _const(ctx, name, arg(args, kwargs, 1, "weight"), "the conv2d weight")
+    bias = arg(args, kwargs, 2, "bias")
     bias = None if bias is None else _const(ctx, name, bias, "the conv2d bias")
-    return _conv_op(ctx, name, args[0], weight, bias, _arg(args, kwargs, 3, "stride", 1),
-                    _arg(args, kwargs, 4, "padding", 0), _arg(args, kwargs, 5, "dilation", 1),
-                    _arg(args, kwargs, 6, "groups", 1))
+    return _conv_op(ctx, name, args[0], weight, bias, arg(args, kwargs, 3, "stride", 1),
+                    arg(args, kwargs, 4, "padding", 0), arg(args, kwargs, 5, "dilation", 1),
+                    arg(args, kwargs, 6, "groups", 1))
 
 
 def _linear_op(ctx, name, x, weight, bias):
@@ -122,8 +121,8 @@ def linear_module(ctx, name, m, args, kwargs, out):
 
 
 def linear_function(ctx, name, _, args, kwargs, out):
-    weight = _const(ctx, name, _arg(args, kwargs, 1, "weight"), "the linear weight")
-    bias = _arg(args, kwargs, 2, "bias")
+    weight = _const(ctx, name, arg(args, kwargs, 1, "weight"), "the linear weight")
+    bias = arg(args, kwargs, 2, "bias")
     bias = None if bias is None else _const(ctx, name, bias, "the linear bias")
     return _linear_op(ctx, name, args[0], weight, bias)
 
@@ -151,7 +150,7 @@ def leaky_relu_module(ctx, name, m, args, kwargs, out):
 
 
 def leaky_relu_function(ctx, name, _, args, kwargs, out):
-    slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
+    slope = float(arg(args, kwargs, 1, "negative_slope", 0.01))
     return ctx.add(name, ops.LeakyReLU(slope), [args[0]])
 
 
@@ -161,7 +160,7 @@ def prelu_module(ctx, name, m, args, kwargs, out):
 
 
 def prelu_function(ctx, name, _, args, kwargs, out):
-    slope = _const(ctx, name, _arg(args, kwargs, 1, "weight"), "the prelu weight").reshape(-1)
+    slope = _const(ctx, name, arg(args, kwargs, 1, "weight"), "the prelu weight").reshape(-1)
     return ctx.add(name, ops.PReLU(slope.size), [args[0]], {"slope": slope})
 
 
@@ -183,8 +182,8 @@ def hardtanh_module(ctx, name, m, args, kwargs, out):
 
 
 def hardtanh_function(ctx, name, _, args, kwargs, out):
-    return _clip(ctx, name, args[0], _arg(args, kwargs, 1, "min_val", -1.0),
-                 _arg(args, kwargs, 2, "max_val", 1.0))
+    return _clip(ctx, name, args[0], arg(args, kwargs, 1, "min_val", -1.0),
+                 arg(args, kwargs, 2, "max_val", 1.0))
 
 
 def relu6_function(ctx, name, _, args, kwargs, out):
@@ -192,7 +191,7 @@ def relu6_function(ctx, name, _, args, kwargs, out):
 
 
 def clamp(ctx, name, _, args, kwargs, out):
-    return _clip(ctx, name, args[0], _arg(args, kwargs, 1, "min"), _arg(args, kwargs, 2, "max"))
+    return _clip(ctx, name, args[0], arg(args, kwargs, 1, "min"), arg(args, kwargs, 2, "max"))
 
 
 # ---- pooling ---------------------------------------------------------------------------------
@@ -213,9 +212,9 @@ def maxpool_module(ctx, name, m, args, kwargs, out):
 
 
 def maxpool_function(ctx, name, _, args, kwargs, out):
-    return _pool(ctx, name, ops.MaxPool, args[0], _arg(args, kwargs, 1, "kernel_size"),
-                 _arg(args, kwargs, 2, "stride"), _arg(args, kwargs, 3, "padding", 0),
-                 _arg(args, kwargs, 4, "dilation", 1), _arg(args, kwargs, 5, "ceil_mode", False))
+    return _pool(ctx, name, ops.MaxPool, args[0], arg(args, kwargs, 1, "kernel_size"),
+                 arg(args, kwargs, 2, "stride"), arg(args, kwargs, 3, "padding", 0),
+                 arg(args, kwargs, 4, "dilation", 1), arg(args, kwargs, 5, "ceil_mode", False))
 
 
 def _avgpool(ctx, name, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor):
@@ -231,11 +230,11 @@ def avgpool_module(ctx, name, m, args, kwargs, out):
 
 
 def avgpool_function(ctx, name, _, args, kwargs, out):
-    return _avgpool(ctx, name, args[0], _arg(args, kwargs, 1, "kernel_size"),
-                    _arg(args, kwargs, 2, "stride"), _arg(args, kwargs, 3, "padding", 0),
-                    _arg(args, kwargs, 4, "ceil_mode", False),
-                    _arg(args, kwargs, 5, "count_include_pad", True),
-                    _arg(args, kwargs, 6, "divisor_override"))
+    return _avgpool(ctx, name, args[0], arg(args, kwargs, 1, "kernel_size"),
+                    arg(args, kwargs, 2, "stride"), arg(args, kwargs, 3, "padding", 0),
+                    arg(args, kwargs, 4, "ceil_mode", False),
+                    arg(args, kwargs, 5, "count_include_pad", True),
+                    arg(args, kwargs, 6, "divisor_override"))
 
 
 def _adaptive(ctx, name, x, output_size, window_op):
@@ -258,7 +257,7 @@ def adaptive_avg_module(ctx, name, m, args, kwargs, out):
 
 
 def adaptive_avg_function(ctx, name, _, args, kwargs, out):
-    return _adaptive(ctx, name, args[0], _arg(args, kwargs, 1, "output_size"), ops.AvgPool)
+    return _adaptive(ctx, name, args[0], arg(args, kwargs, 1, "output_size"), ops.AvgPool)
 
 
 def adaptive_max_module(ctx, name, m, args, kwargs, out):
@@ -266,165 +265,18 @@ def adaptive_max_module(ctx, name, m, args, kwargs, out):
 
 
 def adaptive_max_function(ctx, name, _, args, kwargs, out):
-    return _adaptive(ctx, name, args[0], _arg(args, kwargs, 1, "output_size"), ops.MaxPool)
+    return _adaptive(ctx, name, args[0], arg(args, kwargs, 1, "output_size"), ops.MaxPool)
 
 
 def mean(ctx, name, _, args, kwargs, out):
     x = args[0]
     rank = len(ctx.shape(x))
-    dims = _arg(args, kwargs, 1, "dim")
+    dims = arg(args, kwargs, 1, "dim")
     dims = [dims] if isinstance(dims, int) else list(dims or [])
-    if rank != 4 or sorted(_axis(d, rank) for d in dims) != [2, 3]:
+    if rank != 4 or sorted(positive_axis(d, rank) for d in dims) != [2, 3]:
         raise ctx.error(name, f"mean over dims {dims} of a rank-{rank} tensor is not supported "
                               f"(only the spatial mean, dims (2, 3), of NCHW)")
-    if _arg(args, kwargs, 2, "keepdim", False):
+    if arg(args, kwargs, 2, "keepdim", False):
         return ctx.add(name, ops.GlobalAvgPool(), [x])
     pooled = ctx.add(f"{name}_pool", ops.GlobalAvgPool(), [x])
     return ctx.add(name, ops.Flatten(), [pooled])
-
-
-# ---- shapes and routing ----------------------------------------------------------------------
-
-def reshape(ctx, name, _, args, kwargs, out):
-    """view/reshape/flatten/squeeze: a Flatten to (N, -1), or an Identity; nothing else."""
-    x = args[0]
-    in_shape, out_shape = ctx.shape(x), tuple(out.shape)
-    if out_shape == in_shape:
-        return ctx.add(name, ops.Identity(), [x])
-    if len(in_shape) > 2 and out_shape == (in_shape[0], int(np.prod(in_shape[1:]))):
-        return ctx.add(name, ops.Flatten(), [x])
-    raise ctx.error(name, f"reshaping {in_shape} to {out_shape} is not supported "
-                          f"(only flattening to (N, -1))")
-
-
-def flatten_module(ctx, name, m, args, kwargs, out):
-    return reshape(ctx, name, m, args, kwargs, out)
-
-
-def concat(ctx, name, _, args, kwargs, out):
-    tensors = list(_arg(args, kwargs, 0, "tensors"))
-    axis = _axis(_arg(args, kwargs, 1, "dim", 0), len(out.shape))
-    return ctx.add(name, ops.Concat(axis), tensors)
-
-
-def add(ctx, name, _, args, kwargs, out):
-    a, b = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "other")
-    if _arg(args, kwargs, 2, "alpha", 1) != 1:
-        raise ctx.error(name, "add with alpha != 1 is not supported")
-    if not isinstance(a, (Ref, torch.Tensor)) or not isinstance(b, (Ref, torch.Tensor)):
-        raise ctx.error(name, "adding a number to a tensor is not supported (tensors only)")
-    if ctx.shape(a) != ctx.shape(b):
-        raise ctx.error(name, f"add of shapes {ctx.shape(a)} and {ctx.shape(b)} is not "
-                              f"supported (no broadcasting)")
-    return ctx.add(name, ops.Add(), [a, b])
-
-
-def upsample(ctx, name, m, args, kwargs, out):
-    mode = m.mode if m is not None else _arg(args, kwargs, 3, "mode", "nearest")
-    if mode != "nearest":
-        raise ctx.error(name, f"upsampling mode {mode!r} is not supported (only 'nearest')")
-    (h, w), (oh, ow) = ctx.shape(args[0])[2:], tuple(out.shape[2:])
-    if oh % h or ow % w or oh // h != ow // w:
-        raise ctx.error(name, f"upsampling {h}x{w} to {oh}x{ow} is not supported "
-                              f"(only one integer scale for both axes)")
-    return ctx.add(name, ops.Upsample(oh // h), [args[0]])
-
-
-def softmax_module(ctx, name, m, args, kwargs, out):
-    return _softmax(ctx, name, args[0], m.dim, out)
-
-
-def softmax_function(ctx, name, _, args, kwargs, out):
-    return _softmax(ctx, name, args[0], _arg(args, kwargs, 1, "dim"), out)
-
-
-def _softmax(ctx, name, x, dim, out):
-    rank = len(out.shape)
-    dim = (0 if rank in (0, 1, 3) else 1) if dim is None else dim  # PyTorch's implicit dim
-    return ctx.add(name, ops.Softmax(_axis(dim, rank)), [x])
-
-
-def lrn_module(ctx, name, m, args, kwargs, out):
-    return _lrn(ctx, name, args[0], m.size, m.alpha, m.beta, m.k)
-
-
-def lrn_function(ctx, name, _, args, kwargs, out):
-    return _lrn(ctx, name, args[0], _arg(args, kwargs, 1, "size"),
-                _arg(args, kwargs, 2, "alpha", 1e-4), _arg(args, kwargs, 3, "beta", 0.75),
-                _arg(args, kwargs, 4, "k", 1.0))
-
-
-def _lrn(ctx, name, x, size, alpha, beta, k):
-    if size % 2 == 0:  # PyTorch and ONNX centre an even window differently
-        raise ctx.error(name, f"LocalResponseNorm with an even size ({size}) is not supported")
-    return ctx.add(name, ops.LRN(int(size), float(alpha), float(beta), float(k)), [x])
-
-
-def dropout_module(ctx, name, m, args, kwargs, out):
-    return ctx.add(name, ops.Dropout(), [args[0]])
-
-
-def dropout_function(ctx, name, _, args, kwargs, out):
-    if _arg(args, kwargs, 2, "training", True) is not False:
-        raise ctx.error(name, "dropout with training=True is random; pass training=self.training")
-    return ctx.add(name, ops.Dropout(), [args[0]])
-
-
-def identity_module(ctx, name, m, args, kwargs, out):
-    return ctx.add(name, ops.Identity(), [args[0]])
-
-
-def pass_through(ctx, name, _, args, kwargs, out):
-    if out.dtype not in (torch.float32, torch.float64, torch.float16):
-        raise ctx.error(name, f"conversion to {out.dtype} is not supported")
-    return args[0]
-
-
-MODULES = {
-    nn.Conv2d: conv2d_module, nn.Linear: linear_module,
-    nn.BatchNorm1d: batchnorm_module, nn.BatchNorm2d: batchnorm_module,
-    nn.ReLU: relu, nn.LeakyReLU: leaky_relu_module, nn.PReLU: prelu_module,
-    nn.Hardtanh: hardtanh_module,  # ReLU6 is a Hardtanh
-    nn.MaxPool2d: maxpool_module, nn.AvgPool2d: avgpool_module,
-    nn.AdaptiveAvgPool2d: adaptive_avg_module, nn.AdaptiveMaxPool2d: adaptive_max_module,
-    nn.LocalResponseNorm: lrn_module,
-    nn.Dropout: dropout_module, nn.Dropout1d: dropout_module, nn.Dropout2d: dropout_module,
-    nn.Identity: identity_module, nn.Flatten: flatten_module, nn.Softmax: softmax_module,
-    nn.Upsample: upsample,  # UpsamplingNearest2d is an Upsample
-}
-
-FUNCTIONS = {
-    F.conv2d: conv2d_function, torch.conv2d: conv2d_function,
-    F.linear: linear_function,
-    F.relu: relu, torch.relu: relu, F.relu_: relu, torch.relu_: relu,
-    F.leaky_relu: leaky_relu_function, F.prelu: prelu_function, torch.prelu: prelu_function,
-    F.relu6: relu6_function, F.hardtanh: hardtanh_function,
-    torch.clamp: clamp, torch.clip: clamp,
-    F.max_pool2d: maxpool_function, torch.max_pool2d: maxpool_function,
-    F.avg_pool2d: avgpool_function,
-    F.adaptive_avg_pool2d: adaptive_avg_function, F.adaptive_max_pool2d: adaptive_max_function,
-    torch.mean: mean,
-    torch.flatten: reshape, torch.reshape: reshape, torch.squeeze: reshape,
-    torch.cat: concat, torch.concat: concat, torch.concatenate: concat,
-    operator.add: add, operator.iadd: add, torch.add: add,
-    F.interpolate: upsample,
-    F.softmax: softmax_function, torch.softmax: softmax_function,
-    F.local_response_norm: lrn_function,
-    F.dropout: dropout_function, F.dropout2d: dropout_function,
-}
-
-METHODS = {
-    "relu": relu, "relu_": relu, "clamp": clamp, "clip": clamp, "clamp_": clamp,
-    "mean": mean, "view": reshape, "reshape": reshape, "flatten": reshape, "squeeze": reshape,
-    "add": add, "add_": add, "softmax": softmax_function,
-    "contiguous": pass_through, "clone": pass_through, "detach": pass_through,
-    "float": pass_through,
-}
-
-
-def supported_names() -> list[str]:
-    """The supported modules, functions and tensor methods, for error messages."""
-    names = {cls.__name__ for cls in MODULES}
-    names |= {getattr(f, "__name__", str(f)) for f in FUNCTIONS}
-    names |= {f"Tensor.{m}" for m in METHODS}
-    return sorted(names)

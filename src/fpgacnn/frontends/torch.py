@@ -2,9 +2,10 @@
 
 The module is traced symbolically, then run once on the example input so that every sizes
 expression (`x.view(x.size(0), -1)`) has its concrete value. Nodes that do not depend on the
-input are constants; the others are converted op by op (see `_torch_ops`). Node names are the
+input are constants; the others are converted op by op (see `_torch_table`). Node names are the
 module paths (`features.0`, `classifier.6`); a functional op is named by torch.fx (`relu`,
-`add_1`, `cat`), prefixed inside a submodule by the submodule's path (`layer1.0.add`). Every converted tensor's shape is checked against the one PyTorch computed.
+`add_1`, `cat`), prefixed inside a submodule by the submodule's path (`layer1.0.add`).
+Every converted tensor's shape is checked against the one PyTorch computed.
 """
 
 import operator
@@ -14,7 +15,7 @@ import torch
 from torch import fx, nn
 
 from fpgacnn.errors import UserError
-from fpgacnn.frontends import _torch_ops
+from fpgacnn.frontends import _torch_ops, _torch_table
 from fpgacnn.frontends._build import GraphBuilder, unsupported
 from fpgacnn.frontends._torch_ops import Ref
 from fpgacnn.ir import Graph, ops
@@ -46,7 +47,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor, name: str | None 
 
 
 def _trace(module: nn.Module) -> fx.GraphModule:
-    if any(cls in _torch_ops.MODULES for cls in type(module).__mro__):
+    if any(cls in _torch_table.MODULES for cls in type(module).__mro__):
         # a bare layer: wrap it so that it is traced as one call, named after its class
         module = _Bare(module)
     try:
@@ -141,14 +142,14 @@ class _Converter:
         if n.op == "call_module":
             module = self.modules[n.target]
             for cls in type(module).__mro__:
-                if cls in _torch_ops.MODULES:
-                    return _torch_ops.MODULES[cls], n.target, module
-        elif n.op == "call_function" and n.target in _torch_ops.FUNCTIONS:
-            return _torch_ops.FUNCTIONS[n.target], _functional_name(n), None
-        elif n.op == "call_method" and n.target in _torch_ops.METHODS:
-            return _torch_ops.METHODS[n.target], _functional_name(n), None
+                if cls in _torch_table.MODULES:
+                    return _torch_table.MODULES[cls], n.target, module
+        elif n.op == "call_function" and n.target in _torch_table.FUNCTIONS:
+            return _torch_table.FUNCTIONS[n.target], _functional_name(n), None
+        elif n.op == "call_method" and n.target in _torch_table.METHODS:
+            return _torch_table.METHODS[n.target], _functional_name(n), None
         raise unsupported(self.builder.name, n.target if n.op == "call_module" else n.name,
-                          _op_type(n, self), _torch_ops.supported_names())
+                          _op_type(n, self), _torch_table.supported_names())
 
     def add(self, base, op, inputs, params=None) -> Ref:
         name = self.builder.add(base, op, [self.tensor(t, base) for t in inputs], params)
