@@ -45,21 +45,22 @@ def collect_stats(graph: Graph, data: np.ndarray, batch: int | None = None,
                   seed: int = 0) -> dict[str, TensorStats]:
     """Statistics of every tensor (graph inputs and node outputs) over `data`."""
     (name, shape), = graph.inputs.items()
-    batch = batch or shape[0]
+    batch = batch or 32
     rng = np.random.default_rng(seed)
     stats: dict[str, TensorStats] = {}
     starts = range(0, len(data), batch)
     for start in tqdm(starts, desc="calibrating", unit="batch", leave=False,
                       disable=len(starts) < 4):
         chunk = data[start:start + batch]
-        graph_b = _with_batch(graph, len(chunk))
+        graph_b = with_batch(graph, len(chunk))
         values = run_float(graph_b, chunk, keep=True)
         for tensor, array in values.items():
             stats.setdefault(tensor, TensorStats()).update(array, rng)
     return stats
 
 
-def _with_batch(graph: Graph, n: int) -> Graph:
+def with_batch(graph: Graph, n: int) -> Graph:
+    """The same graph with batch size `n`."""
     (name, shape), = graph.inputs.items()
     if shape[0] == n:
         return graph
