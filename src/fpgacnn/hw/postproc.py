@@ -127,32 +127,34 @@ class PostProcessor(wiring.Component):
             operand.eq(Mux(self.mode == _SHIFT, s, Mux(self.mode == _GEMMLOWP, shifted, s32))),
             right.eq(Mux(self.shift[lane] < 0, -self.shift[lane], 0)),
         ]
-        # stage 2: the product (a DSP multiplier with a registered output)
+        # stage 2: the product (a DSP multiplier with a registered output); parameters travel
+        # down the pipeline with their pixel, so they may change from one pixel to the next
+        mult, shift1, slope1 = (reg(signed(PARAM_BITS), "mult"), reg(signed(8), "shift_1"),
+                                reg(signed(18), "slope_1"))
+        m.d.sync += [mult.eq(self.multiplier[lane]), shift1.eq(self.shift[lane]),
+                     slope1.eq(self.slope[lane])]
         product = reg(signed(len(operand) + PARAM_BITS), "product")
         both_min = reg(1, "both_min")
-        mult = Signal(signed(PARAM_BITS), name=f"mult_d_{lane}")
-        shift = Signal(signed(PARAM_BITS), name=f"shift_d_{lane}")
-        m.d.sync += [mult.eq(self.multiplier[lane]), shift.eq(self.shift[lane])]
+        right2, shift2, slope2 = reg(unsigned(6), "right_2"), reg(signed(8), "shift_2"), \
+            reg(signed(18), "slope_2")
         m.d.sync += [product.eq(operand * mult),
-                     both_min.eq((operand == INT32_MIN) & (mult == INT32_MIN))]
-        right2 = reg(unsigned(6), "right2")
-        m.d.sync += right2.eq(right)
+                     both_min.eq((operand == INT32_MIN) & (mult == INT32_MIN)),
+                     right2.eq(right), shift2.eq(shift1), slope2.eq(slope1)]
         # stage 3: the rounding shift of the requantization
         y = reg(signed(len(product)), "requantized")
+        slope3 = reg(signed(18), "slope_3")
         quotient = Mux(both_min, INT32_MAX, srdhm_quotient(product))
-        single_total = (31 - shift)[:6]
+        single_total = (31 - shift2)[:6]
         single = (product + ((Const(1, 1) << single_total) >> 1)) >> single_total
+        m.d.sync += slope3.eq(slope2)
         m.d.sync += y.eq(Mux(self.mode == _SHIFT,
-                             shift_round(product, shift[:6], self.rq_rounding),
+                             shift_round(product, shift2[:6], self.rq_rounding),
                              Mux(self.mode == _GEMMLOWP,
                                  rounding_divide_by_pot(quotient, right2), single)))
         # stage 4: the activation slope product
-        slope = Signal(signed(PARAM_BITS), name=f"slope_d_{lane}")
-        slope2 = Signal(signed(PARAM_BITS), name=f"slope_dd_{lane}")
-        m.d.sync += [slope.eq(self.slope[lane]), slope2.eq(slope)]
         scaled = reg(signed(len(y) + 18), "scaled")
         y2 = reg(signed(len(y)), "requantized_d")
-        m.d.sync += [scaled.eq(y * slope2[:18].as_signed()), y2.eq(y)]
+        m.d.sync += [scaled.eq(y * slope3), y2.eq(y)]
         # stage 5: activation rounding, zero point, saturation
         activated = Mux(self.act & (y2 < 0),
                         shift_round(scaled, self.act_shift, self.act_rounding), y2)
