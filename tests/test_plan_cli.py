@@ -144,3 +144,20 @@ def test_training_flag(capsys):
     fc = [l for l in forward["layers"] if l["op"] == "linear"][0]
     fc4 = next(l for l in report["layers"] if l["name"] == fc["name"])
     assert fc4["macs"] == 4 * fc["macs"]
+
+
+def test_explore_keeps_the_keys_the_user_fixed(capsys):
+    report = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045", "--bits", "8",
+                       "--explore", "--set", "tn=8,tr=13,tc=13"], capsys)
+    c = report["config"]
+    assert (c["tn"], c["tr"], c["tc"]) == (8, 13, 13)
+    assert all(d["tn"] == 8 for d in report["exploration"]["front"])
+    free = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045", "--bits", "8",
+                     "--explore"], capsys)
+    assert free["totals"]["cycles"] <= report["totals"]["cycles"]
+
+
+def test_layer_beyond_max_kernel_is_an_error(capsys):
+    err = run_error(["plan", "workload:zhang-alexnet", "--device", "xc7z045",
+                     "--set", "max_kernel=5"], capsys)
+    assert "conv1" in err and "max_kernel 5" in err

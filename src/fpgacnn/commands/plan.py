@@ -88,7 +88,8 @@ def _engine(layers, config, device, per_mac, args) -> dict:
     dsp_budget, bram_budget = budgets(device, args.max_dsp, args.max_bram18)
     exploration = None
     if args.explore:
-        exploration = explore_engine(layers, config, device, per_mac, dsp_budget, bram_budget)
+        exploration = explore_engine(layers, config, device, per_mac, dsp_budget, bram_budget,
+                                     fixed=set(user_keys(args)))
         config = exploration.config
     plan = plan_layers(layers, config, per_mac)
     check_budget("DSP", plan.dsp, dsp_budget)
@@ -135,21 +136,16 @@ def build_config(args, device, source_bits, layers) -> HardwareConfig:
     if args.clock is not None:
         changes["clock_mhz"] = args.clock
     changes.update(parse_set(args.set))
-    return HardwareConfig().with_(**derive_port(changes, device))
-
-
-def derive_port(changes: dict, device) -> dict:
-    """Fill in the DDR rate from the device and, unless given, a port wide enough for it."""
-    changes = dict(changes)
-    rate = device.ddr_bytes_per_cycle(changes.get("clock_mhz", device.clock_mhz))
-    if "ddr_width_bits" not in changes:
-        width = 64
-        while width / 8 < rate:
-            width *= 2
-        changes["ddr_width_bits"] = width
     if "ddr_bytes_per_cycle" not in changes:
-        changes["ddr_bytes_per_cycle"] = min(rate, changes["ddr_width_bits"] / 8)
-    return changes
+        rate = device.ddr_bytes_per_cycle(changes["clock_mhz"])
+        width = changes.get("ddr_width_bits", HardwareConfig.ddr_width_bits)
+        changes["ddr_bytes_per_cycle"] = min(rate, width / 8)
+    return HardwareConfig().with_(**changes)
+
+
+def user_keys(args) -> dict:
+    """Configuration keys the user gave (--config file, then --set): explore keeps them."""
+    return _config_file_keys(args.config) | parse_set(args.set)
 
 
 def _config_file_keys(path) -> dict:

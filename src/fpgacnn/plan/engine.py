@@ -21,6 +21,7 @@ Every function takes numpy arrays of tile sizes so that the explorer evaluates t
 designs at once; `plan_layers` is the one-design entry point.
 
 >>> from fpgacnn.config import HardwareConfig
+from fpgacnn.errors import UserError
 >>> from fpgacnn.plan.workload import zhang_alexnet
 >>> cfg = HardwareConfig(tm=64, tn=7, act_bits=32, weight_bits=32)
 >>> [p.compute_cycles for p in plan_layers(zhang_alexnet(), cfg).layers][:2]
@@ -33,6 +34,7 @@ from math import prod
 import numpy as np
 
 from fpgacnn.config import HardwareConfig
+from fpgacnn.errors import UserError
 from fpgacnn.plan.bram import bram18_count_array
 from fpgacnn.plan.workload import Layer
 
@@ -213,11 +215,22 @@ def plan_layers(layers, config: HardwareConfig, per_mac=1) -> EnginePlan:
     from fpgacnn.plan.workload import layers_from_list
 
     layers = [x if isinstance(x, Layer) else layers_from_list([x])[0] for x in layers]
+    for layer in layers:
+        check_window(layer, config)
     dsp = dsps_for_array(config.tm * config.tn, per_mac)
     plans = tuple(plan_layer(layer, config, dsp) for layer in layers)
     bram = int(buffer_bram18(Memory.of(config), config.tm, config.tn, config.tr, config.tc,
                              config.max_kernel, config.max_stride))
     return EnginePlan(config, plans, dsp, bram)
+
+
+def check_window(layer: Layer, config: HardwareConfig) -> None:
+    """The engine's buffers are sized for max_kernel and max_stride: a layer must fit them."""
+    kernel, stride = max(layer.kh, layer.kw), max(layer.sh, layer.sw)
+    if kernel > config.max_kernel or stride > config.max_stride:
+        raise UserError(f"layer {layer.name}: kernel {kernel} and stride {stride} exceed the "
+                        f"engine's max_kernel {config.max_kernel} / max_stride "
+                        f"{config.max_stride}")
 
 
 def total_cycles(layers, mem: Memory, tm, tn, tr, tc):

@@ -71,9 +71,9 @@ def budgets(device: Device, max_dsp=None, max_bram18=None) -> tuple[int, int]:
     return dsp, bram
 
 
-def _pairs(layers, mem, per_mac, max_dsp):
-    tm = tile_candidates([l.m for l in layers])
-    tn = tile_candidates([l.n for l in layers])
+def _pairs(layers, mem, per_mac, max_dsp, config, fixed):
+    tm = np.array([config.tm]) if "tm" in fixed else tile_candidates([l.m for l in layers])
+    tn = np.array([config.tn]) if "tn" in fixed else tile_candidates([l.n for l in layers])
     tm, tn = (a.ravel() for a in np.meshgrid(tm, tn, indexing="ij"))
     dsp = np.ceil(tm * tn * per_mac).astype(np.int64)
     keep = dsp <= max_dsp
@@ -97,41 +97,65 @@ def _bytes(words, bits):
     return -(-words * bits // 8)
 
 
+FIXABLE = ("tm", "tn", "tr", "tc", "max_kernel", "max_stride")
+
+
 def explore_engine(layers, config: HardwareConfig, device: Device, per_mac,
-                   max_dsp=None, max_bram18=None) -> Exploration:
+                   max_dsp=None, max_bram18=None, fixed=()) -> Exploration:
     """The fastest engine for `layers` within the budget, and the DSP/cycles Pareto front.
 
-    Ties go to fewer DSPs, then fewer BRAMs. `config` gives everything but the tiles.
+    Ties go to fewer DSPs, then fewer BRAMs. `config` gives everything but the tiles; the keys
+    named in `fixed` (of tm, tn, tr, tc, max_kernel, max_stride) keep `config`'s values.
     """
     layers = list(layers)
     if not layers:
         raise UserError("explore: the model has no Conv2d or Linear layer to plan")
     dsp_budget, bram_budget = budgets(device, max_dsp, max_bram18)
     mem = Memory.of(config)
-    kmax = max(max(l.kh, l.kw) for l in layers)
-    smax = max(max(l.sh, l.sw) for l in layers)
-    tm, tn, dsp, lb = _pairs(layers, mem, per_mac, dsp_budget)
-    trs = tile_candidates([l.r for l in layers] + [l.c for l in layers])
-    found = _search(layers, mem, (tm, tn, dsp, lb), trs, (kmax, smax), bram_budget)
+    window = _window(layers, config, fixed)
+    tm, tn, dsp, lb = _pairs(layers, mem, per_mac, dsp_budget, config, fixed)
+    tiles = _row_col_tiles(layers, config, fixed)
+    found = _search(layers, mem, (tm, tn, dsp, lb), tiles, window, bram_budget)
     if found is None:
         raise UserError(f"explore: no design fits {device.name} with {dsp_budget} DSPs and "
-                        f"{bram_budget} RAMB18 (the smallest buffers do not fit)")
+                        f"{bram_budget} RAMB18")
     designs, evaluated = found
     best = min(designs, key=lambda d: (d.cycles, d.dsp, d.bram18))
     chosen = config.with_(tm=best.tm, tn=best.tn, tr=best.tr, tc=best.tc,
-                          max_kernel=kmax, max_stride=smax)
-    return Exploration(chosen, best, pareto_front(designs), len(tm) * len(trs), evaluated)
+                          max_kernel=window[0], max_stride=window[1])
+    space = len(tm) * len(tiles[0])
+    return Exploration(chosen, best, pareto_front(designs), space, evaluated)
 
 
-def _search(layers, mem, pairs, trs, window, bram_budget):
+def _window(layers, config, fixed) -> tuple[int, int]:
+    kmax = max(max(l.kh, l.kw) for l in layers)
+    smax = max(max(l.sh, l.sw) for l in layers)
+    if "max_kernel" in fixed:
+        kmax = config.max_kernel
+    if "max_stride" in fixed:
+        smax = config.max_stride
+    return kmax, smax
+
+
+def _row_col_tiles(layers, config, fixed):
+    """(tr, tc) pairs to try: square tiles of every candidate size, or the fixed ones."""
+    if "tr" in fixed or "tc" in fixed:
+        return np.array([config.tr]), np.array([config.tc])
+    sizes = tile_candidates([l.r for l in layers] + [l.c for l in layers])
+    return sizes, sizes
+
+
+def _search(layers, mem, pairs, tiles, window, bram_budget):
     """Evaluate all designs that might beat the front; see the module docstring."""
     tm, tn, dsp, lb = pairs
-    reps = np.unique(trs[np.abs(trs[:, None] - REPRESENTATIVE_TILES).argmin(axis=0)])
-    first = _evaluate(layers, mem, (tm, tn, dsp), reps, window, bram_budget)
+    trs, tcs = tiles
+    reps = np.unique(np.abs(trs[:, None] - REPRESENTATIVE_TILES).argmin(axis=0))
+    first = _evaluate(layers, mem, (tm, tn, dsp), (trs[reps], tcs[reps]), window, bram_budget)
     designs = _front_of(*first) if len(first[0]) else []
     bound = _front_bound(designs, dsp)
     alive = lb < bound
-    rest = _evaluate(layers, mem, (tm[alive], tn[alive], dsp[alive]), trs, window, bram_budget)
+    rest = _evaluate(layers, mem, (tm[alive], tn[alive], dsp[alive]), tiles, window,
+                     bram_budget)
     designs += _front_of(*rest) if len(rest[0]) else []
     return (designs, len(first[0]) + len(rest[0])) if designs else None
 
@@ -139,18 +163,19 @@ def _search(layers, mem, pairs, trs, window, bram_budget):
 REPRESENTATIVE_TILES = np.array([8, 16, 32])
 
 
-def _evaluate(layers, mem, pairs, trs, window, bram_budget):
-    """(tm, tn, tr, dsp, bram, cycles) of every pair with every tr that fits the BRAM."""
-    tm, tn, dsp = (np.repeat(a, len(trs)) for a in pairs)
-    tr = np.tile(trs, len(pairs[0]))
-    bram = buffer_bram18(mem, tm, tn, tr, tr, *window)
+def _evaluate(layers, mem, pairs, tiles, window, bram_budget):
+    """(tm, tn, tr, tc, dsp, bram, cycles) of every pair with every tile that fits the BRAM."""
+    count = len(tiles[0])
+    tm, tn, dsp = (np.repeat(a, count) for a in pairs)
+    tr, tc = (np.tile(a, len(pairs[0])) for a in tiles)
+    bram = buffer_bram18(mem, tm, tn, tr, tc, *window)
     fits = bram <= bram_budget
-    tm, tn, dsp, tr, bram = tm[fits], tn[fits], dsp[fits], tr[fits], bram[fits]
+    tm, tn, dsp, tr, tc, bram = (a[fits] for a in (tm, tn, dsp, tr, tc, bram))
     cycles = np.zeros(len(tm), dtype=np.int64)
     for start in range(0, len(tm), BATCH):
         part = slice(start, start + BATCH)
-        cycles[part] = total_cycles(layers, mem, tm[part], tn[part], tr[part], tr[part])
-    return tm, tn, tr, dsp, bram, cycles
+        cycles[part] = total_cycles(layers, mem, tm[part], tn[part], tr[part], tc[part])
+    return tm, tn, tr, tc, dsp, bram, cycles
 
 
 def _front_bound(designs, dsp) -> np.ndarray:
@@ -164,13 +189,13 @@ def _front_bound(designs, dsp) -> np.ndarray:
     return front_cycles[idx]      # idx -1 picks the sentinel
 
 
-def _front_of(tm, tn, tr, dsp, bram, cycles) -> list[Design]:
+def _front_of(tm, tn, tr, tc, dsp, bram, cycles) -> list[Design]:
     """The best design per DSP count (enough to find the optimum and the front later)."""
     order = np.lexsort((bram, cycles, dsp))
     first = np.ones(len(order), dtype=bool)
     first[1:] = dsp[order][1:] != dsp[order][:-1]
     keep = order[first]
-    return [Design(int(tm[i]), int(tn[i]), int(tr[i]), int(tr[i]), int(dsp[i]), int(bram[i]),
+    return [Design(int(tm[i]), int(tn[i]), int(tr[i]), int(tc[i]), int(dsp[i]), int(bram[i]),
                    int(cycles[i])) for i in keep]
 
 
