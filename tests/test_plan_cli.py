@@ -161,3 +161,16 @@ def test_layer_beyond_max_kernel_is_an_error(capsys):
     err = run_error(["plan", "workload:zhang-alexnet", "--device", "xc7z045",
                      "--set", "max_kernel=5"], capsys)
     assert "conv1" in err and "max_kernel 5" in err
+
+
+def test_model_without_gemm_layers_is_an_error(capsys, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    err = run_error(["plan", str(path), "--device", "xc7z020"], capsys)
+    assert "no Conv2d or Linear" in err

@@ -45,6 +45,8 @@ def run(args):
     device = load_device(args.device)
     source = load_source(args.model, _shape(args.input_shape))
     layers = _training_layers(source, args.batch) if args.training else list(source.layers)
+    if not layers:
+        raise UserError(f"model {source.name}: no Conv2d or Linear layer to plan")
     config = build_config(args, device, source.bits, layers)
     per_mac = dsp_per_mac(config.act_bits, config.weight_bits, device.dsp_type, args.float32)
     if args.arch == "dataflow":

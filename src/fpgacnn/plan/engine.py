@@ -73,7 +73,8 @@ def _classes(extent: int, tile):
     tile = np.asarray(tile, dtype=np.int64)
     full = extent // tile
     rem = extent % tile
-    return [(np.minimum(tile, extent), full), (np.where(rem > 0, rem, 1), (rem > 0).astype(np.int64))]
+    edge = (np.where(rem > 0, rem, 1), (rem > 0).astype(np.int64))
+    return [(np.minimum(tile, extent), full), edge]
 
 
 def _first(extent, tile):
