@@ -314,17 +314,23 @@ def light_input(graph):
     return (np.arange(n).reshape(shape) / n).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["bvlc_alexnet", "squeezenet", "resnet50", "inception_v1"])
+@pytest.mark.parametrize("name", ["bvlc_alexnet", "squeezenet", "resnet50", "inception_v1",
+                                  pytest.param("densenet121", marks=pytest.mark.slow)])
 def test_light_models_match_shipped_outputs_and_onnxruntime(name):
+    """densenet121's shipped output is the one far from uniform: the strongest of these checks
+    (its BatchNorm + Mul + Add chains go in as BatchNorm nodes)."""
     path = os.path.join(DATA, "light", f"light_{name}.onnx")
     graph = from_onnx(path)
     x = light_input(graph)
     got = run_float(graph, x, keep=True)
     want = numpy_helper.to_array(onnx.load_tensor(path.replace(".onnx", "_output_0.pb")))
     np.testing.assert_allclose(got[graph.outputs[0]], want, rtol=1e-3, atol=1e-7)
-    # the shipped outputs are nearly uniform softmaxes: also compare the logits with ORT
     model = onnx.load(path)
-    (softmax,) = [n for n in model.graph.node if n.op_type == "Softmax"]
+    softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
+    if not softmax:
+        return
+    # most shipped outputs are nearly uniform softmaxes: also compare the logits with ORT
+    (softmax,) = softmax
     (logits,) = ort_run(model, {next(iter(graph.inputs)): x}, [softmax.input[0]])[1:]
     ir_name = graph.node(graph.outputs[0]).inputs[0]
     assert relative_error(got[ir_name].reshape(logits.shape), logits) < 1e-4
