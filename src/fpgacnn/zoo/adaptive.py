@@ -17,6 +17,10 @@ def adaptive_pool_inputs(model: nn.Module, input_shape) -> dict[str, tuple[int, 
     """Input height and width of every AdaptiveAvgPool2d for `input_shape`, by module name.
 
     Runs the model on the meta device (shapes only, no arithmetic): `model` must be built there.
+    >>> with torch.device("meta"):
+    ...     net = AlexNet()
+    >>> adaptive_pool_inputs(net, (1, 3, 67, 67))
+    {'avgpool': (1, 1)}
     """
     sizes = {}
     hooks = [module.register_forward_pre_hook(_recorder(sizes, name))
@@ -63,7 +67,11 @@ def _pair(output_size, in_hw) -> tuple[int, int]:
 
 
 def fix_adaptive_pools(model: nn.Module, sizes: dict[str, tuple[int, int]], model_name: str):
-    """Replace, in place, each adaptive pool named in `sizes` by its fixed equivalent."""
+    """Replace, in place, each adaptive pool named in `sizes` by its fixed equivalent.
+
+    >>> fix_adaptive_pools(net, {"avgpool": (1, 1)}, "alexnet").avgpool
+    Upsample(scale_factor=6.0, mode='nearest')
+    """
     for name, in_hw in sizes.items():
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name)
