@@ -15,7 +15,7 @@ from fpgacnn.ir.graph import Graph, Node
 from fpgacnn.train import conv_grad, pooling, routing
 from fpgacnn.train.activation_grad import activation_grad, prelu_slope_grad
 from fpgacnn.train.fixed import Fixed, Rounder, align
-from fpgacnn.train.forward import Tape, _slope
+from fpgacnn.train.forward import Tape, activation_slope
 
 
 @dataclass
@@ -40,7 +40,7 @@ def _through_activation(node: Node, act, dy: Fixed, p, tape: Tape, rounder, grad
     if isinstance(act, ops.PReLU):
         grads.params.setdefault(node.name, {})["slope"] = prelu_slope_grad(
             dy, z, act.channels, rounder)
-    return activation_grad(act, dy, z, rounder, _slope(node, p, rounder.bits))
+    return activation_grad(act, dy, z, rounder, activation_slope(node, p, rounder.bits))
 
 
 def _layer_grads(node, dz: Fixed, x: Fixed, p, rounder, need_input: bool) -> tuple:

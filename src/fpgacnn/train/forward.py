@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fpgacnn.golden.arith import saturate
 from fpgacnn.ir import ops
 from fpgacnn.ir.graph import Graph, Node
 from fpgacnn.train import pooling, routing
 from fpgacnn.train.fixed import (Fixed, Rounder, align, exact_conv2d, exact_matmul,
                                  pad_or_crop, quantize_float, round_divide)
-from fpgacnn.golden.arith import saturate
 
 
 @dataclass
@@ -72,7 +72,8 @@ def _linear(node: Node, x: Fixed, p) -> tuple[np.ndarray, int]:
     return acc, x.frac_bits + p["weight"].frac_bits
 
 
-def _slope(node: Node, p, bits: int) -> Fixed | None:
+def activation_slope(node: Node, p, bits: int) -> Fixed | None:
+    """The fixed-point slope of the node's activation: PReLU's parameter or LeakyReLU's alpha."""
     act = node.op.activation if not isinstance(node.op, ops.ACTIVATIONS) else node.op
     if isinstance(act, ops.PReLU):
         return p["slope"]
@@ -92,7 +93,7 @@ def run_node(node: Node, args: list[Fixed], p, rounder: Rounder, tape: Tape) -> 
         z = routing.add_forward(args[0], args[1], rounder)
     elif isinstance(op, ops.ACTIVATIONS):
         tape.pre_activation[node.name] = args[0]
-        return activate(op, args[0], rounder, _slope(node, p, rounder.bits))
+        return activate(op, args[0], rounder, activation_slope(node, p, rounder.bits))
     elif isinstance(op, ops.MaxPool):
         y, tape.argmax[node.name] = pooling.maxpool_forward(op, args[0])
         return y
@@ -114,7 +115,7 @@ def run_node(node: Node, args: list[Fixed], p, rounder: Rounder, tape: Tape) -> 
     if op.activation is None:
         return z
     tape.pre_activation[node.name] = z
-    return activate(op.activation, z, rounder, _slope(node, p, rounder.bits))
+    return activate(op.activation, z, rounder, activation_slope(node, p, rounder.bits))
 
 
 def forward(graph: Graph, params, x: Fixed, rounder: Rounder, stop_at=None) -> Tape:
