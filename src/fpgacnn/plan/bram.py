@@ -40,6 +40,7 @@ class BramMapping:
     primitive: str
     aspect: tuple[int, int]     # (words, bits) of one primitive as configured
     count: int                  # primitives in all
+    true_dual_port: bool = False
 
     @property
     def words(self) -> int:
@@ -61,9 +62,7 @@ class BramMapping:
 
     def words_held_by(self, primitives: int) -> int:
         """Words of `width` bits that `primitives` primitives of this kind can hold."""
-        return words_held_by(self.width, primitives, self.primitive, self._dual_port)
-
-    _dual_port: bool = False
+        return words_held_by(self.width, primitives, self.primitive, self.true_dual_port)
 
 
 def _aspects(primitive: str, true_dual_port: bool):

@@ -29,7 +29,6 @@ from fpgacnn.errors import UserError
 """
 
 from dataclasses import dataclass
-from math import prod
 
 import numpy as np
 
@@ -237,7 +236,3 @@ def check_window(layer: Layer, config: HardwareConfig) -> None:
 def total_cycles(layers, mem: Memory, tm, tn, tr, tc):
     """Sum of `layer_cycles` over layers for arrays of designs (the explorer's objective)."""
     return sum(layer_cycles(layer, mem, tm, tn, tr, tc)[0] for layer in layers)
-
-
-def peak_gops(config: HardwareConfig) -> float:
-    return 2 * prod((config.tm, config.tn)) * config.clock_mhz / 1e3
