@@ -21,7 +21,6 @@ Every function takes numpy arrays of tile sizes so that the explorer evaluates t
 designs at once; `plan_layers` is the one-design entry point.
 
 >>> from fpgacnn.config import HardwareConfig
-from fpgacnn.errors import UserError
 >>> from fpgacnn.plan.workload import zhang_alexnet
 >>> cfg = HardwareConfig(tm=64, tn=7, act_bits=32, weight_bits=32)
 >>> [p.compute_cycles for p in plan_layers(zhang_alexnet(), cfg).layers][:2]

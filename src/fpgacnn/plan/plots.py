@@ -1,7 +1,13 @@
 """PNG plots of a plan: the roofline (Zhang et al., Fig. 2 style) and per-layer latency.
 
->>> paths = write_plots(report, "plots/")      # report from fpgacnn.plan.report
->>> [p.name for p in paths]
+>>> from fpgacnn.config import HardwareConfig
+>>> from fpgacnn.plan.devices import load_device
+>>> from fpgacnn.plan.engine import plan_layers
+>>> from fpgacnn.plan.report import engine_report
+>>> from fpgacnn.plan.workload import zhang_alexnet
+>>> plan = plan_layers(zhang_alexnet(), HardwareConfig(tm=64, tn=7))
+>>> report = engine_report(plan, load_device("xc7vx485t"))
+>>> [p.name for p in write_plots(report, "plots/")]     # doctest: +SKIP
 ['roofline.png', 'layers.png']
 """
 
