@@ -116,3 +116,23 @@ def test_build_is_cached_and_keyed_by_the_design(device, monkeypatch):
     other = SimTop(MemoryCopy.from_config(config.with_(burst_len=config.burst_len * 2)))
     with pytest.raises(AssertionError, match="rebuilt"):
         build.build_simulator(other)
+
+
+def test_traced_build_writes_a_waveform_and_keeps_the_timing(tmp_path):
+    config = CONFIGS["32"]
+    plain = SimulatedDevice(MemoryCopy.from_config(config), config)
+    traced = SimulatedDevice(MemoryCopy.from_config(config), config, trace=True)
+    assert traced.executable != plain.executable
+    image = bytes(range(256)) * 8
+    cycles = []
+    for device in (plain, traced):
+        device.load(image)
+        device.start(0, 1024, 300)
+        cycles.append(device.wait().cycles)
+    assert cycles[0] == cycles[1]
+    traced.vcd = tmp_path / "run.vcd"
+    traced.start(0, 1024, 300)
+    traced.wait()
+    text = traced.vcd.read_text()
+    assert "$enddefinitions" in text and " busy " in text
+    assert f"#{2 * cycles[0] - 1}" in text

@@ -74,10 +74,15 @@ def build_key(verilog, defines, sources, version):
     return digest.hexdigest()[:24]
 
 
-def build_simulator(top, jobs=2, quiet=True):
-    """Path of the Verilator executable simulating `top` (a SimTop); builds it if not cached."""
+def build_simulator(top, jobs=2, quiet=True, trace=False):
+    """Path of the Verilator executable simulating `top` (a SimTop); builds it if not cached.
+
+    With `trace`, the executable can write a VCD waveform (`--vcd FILE`); it runs slower.
+    """
     verilog = verilog_text(top)
     defines = harness_defines(top)
+    if trace:
+        defines["TRACE"] = 1
     sources = _harness_sources()
     key = build_key(verilog, defines, sources, _verilator_version())
     final = cache_root() / "verilator" / key
@@ -106,6 +111,7 @@ def _compile(work, verilog, defines, sources, jobs, quiet):
         (work / name).write_text(text)
     cflags = " ".join(f"-D{k}={v}" for k, v in defines.items()) + f" -I{work}"
     command = ["verilator", "--cc", "--exe", "--build", "-O3", "-j", str(jobs),
+               *(["--trace"] if "TRACE" in defines else []),
                "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
                "--x-initial", "fast", "--top-module", TOP_NAME, "--Mdir", str(work / "obj"),
                "-CFLAGS", f"-O2 {cflags}", "-o", str(work / EXECUTABLE),

@@ -1,7 +1,7 @@
 // The Verilator harness: runs the fpgacnn_top of fpgacnn/hw/verilog.py against a DDR image.
 //
 //   harness IMAGE_IN IMAGE_OUT [--max-cycles N] [--latency L] [--bytes-per-cycle B]
-//           [--max-outstanding O] [--args A0,A1,A2,A3]
+//           [--max-outstanding O] [--args A0,A1,A2,A3] [--vcd FILE]
 //
 // Loads IMAGE_IN as the DDR contents, resets the design, pulses `start` with `args`, clocks
 // until `busy` falls (or N cycles), writes the DDR contents to IMAGE_OUT and prints one JSON
@@ -21,6 +21,9 @@
 #include "bits.h"
 #include "ddr.h"
 #include "verilated.h"
+#ifdef TRACE
+#include "verilated_vcd_c.h"
+#endif
 
 static const int WORD_BYTES = DATA_BITS / 8;
 
@@ -29,7 +32,7 @@ static const int WORD_BYTES = DATA_BITS / 8;
 #define PORT(port, channel, field) port##___05F##channel##___05F##field
 
 struct Options {
-    std::string image_in, image_out;
+    std::string image_in, image_out, vcd;
     uint64_t max_cycles = 100000000;
     int latency = 20, max_outstanding = 16;
     double bytes_per_cycle = 8.0;
@@ -51,6 +54,7 @@ static Options parse(int argc, char **argv) {
         else if (a == "--latency") o.latency = atoi(argv[++i]);
         else if (a == "--bytes-per-cycle") o.bytes_per_cycle = atof(argv[++i]);
         else if (a == "--max-outstanding") o.max_outstanding = atoi(argv[++i]);
+        else if (a == "--vcd") o.vcd = argv[++i];
         else if (a == "--args") {
             char *p = argv[++i];
             for (int k = 0; k < 4 && *p; k++) {
@@ -115,6 +119,17 @@ int main(int argc, char **argv) {
 
     auto context = std::make_unique<VerilatedContext>();
     auto top = std::make_unique<Vfpgacnn_top>(context.get());
+#ifdef TRACE
+    std::unique_ptr<VerilatedVcdC> vcd;
+    if (!opt.vcd.empty()) {
+        context->traceEverOn(true);
+        vcd = std::make_unique<VerilatedVcdC>();
+        top->trace(vcd.get(), 99);
+        vcd->open(opt.vcd.c_str());
+    }
+#else
+    if (!opt.vcd.empty()) usage_error("--vcd needs a simulator built with tracing");
+#endif
     top->rst = 1;
     top->start = 0;
     for (int i = 0; i < 3; i++) tick(*top);
@@ -130,6 +145,9 @@ int main(int argc, char **argv) {
         drive(*top, ddr.outputs());
         top->clk = 0;
         top->eval();
+#ifdef TRACE
+        if (vcd) vcd->dump(2 * cycle);
+#endif
         if (cycle > 0 && !top->busy) {
             finished = true;
             break;
@@ -137,9 +155,15 @@ int main(int argc, char **argv) {
         DdrInputs in = sample(*top, w_data.data());
         top->clk = 1;
         top->eval();
+#ifdef TRACE
+        if (vcd) vcd->dump(2 * cycle + 1);
+#endif
         ddr.clock(in);
     }
     top->final();
+#ifdef TRACE
+    if (vcd) vcd->close();
+#endif
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
 
     std::ofstream out_file(opt.image_out, std::ios::binary);

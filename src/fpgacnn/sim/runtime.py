@@ -52,10 +52,11 @@ class SimulationError(UserError):
 class SimulatedDevice:
     """An accelerator simulated by Verilator against a DDR model of `config`."""
 
-    def __init__(self, accelerator, config, max_outstanding=16):
+    def __init__(self, accelerator, config, max_outstanding=16, trace=False):
         self.accelerator, self.config = accelerator, config
         self.max_outstanding = max_outstanding
-        self.executable = build_simulator(SimTop(accelerator, max_outstanding))
+        self.executable = build_simulator(SimTop(accelerator, max_outstanding), trace=trace)
+        self.vcd = None         # with trace=True: the path of the VCD file the next run writes
         self.memory = bytearray()
         self._args = None
 
@@ -103,6 +104,8 @@ class SimulatedDevice:
                        "--bytes-per-cycle", repr(float(self.config.ddr_bytes_per_cycle)),
                        "--max-outstanding", str(self.max_outstanding),
                        "--args", ",".join(str(a) for a in args)]
+            if self.vcd:
+                command += ["--vcd", str(self.vcd)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"simulator failed: {done.stderr.strip()}")
