@@ -191,10 +191,19 @@ def build_ddr_image(qmodel, config: HardwareConfig = HardwareConfig(), input_int
 def write_ddr_image(f, qmodel, ddr_map: DdrMap, input_int=None, progress=None) -> None:
     """Stream the image to the binary file `f` region by region (the gaps stay zero)."""
     for offset, data in region_writes(qmodel, ddr_map, batch_one(qmodel, input_int), progress):
-        f.seek(offset)
-        f.write(data)
+        write_at(f, offset, data)
+    finish_image(f, ddr_map.size)
+
+
+def write_at(f, offset: int, data) -> None:
+    f.seek(offset)
+    f.write(data)
+
+
+def finish_image(f, size: int) -> None:
+    """Extend the file `f` with zeros to `size` bytes."""
     if isinstance(f, io.BytesIO):
         f.seek(0, io.SEEK_END)
-        f.write(bytes(ddr_map.size - f.tell()))
+        f.write(bytes(size - f.tell()))
     else:
-        f.truncate(ddr_map.size)
+        f.truncate(size)

@@ -12,6 +12,7 @@ significant end of the word unless `msb_first` (the seed writes strings left to 
 first value is the most significant one). The pattern algebra is einops'.
 """
 
+import sys
 from dataclasses import dataclass, field
 from math import prod
 from types import MappingProxyType
@@ -145,7 +146,7 @@ class Layout:
         tensor = np.asarray(tensor)
         padded, sizes = self.axis_sizes(tensor.shape, name)
         tensor = check_fits(tensor, self.bits, self.signed, name, saturating)
-        tensor = tensor.astype(storage_dtype(self.bits, self.signed), copy=False)
+        tensor = narrowed(tensor, storage_dtype(self.bits, self.signed))
         if padded != tensor.shape:
             tensor = np.pad(tensor, [(0, p - d) for p, d in zip(padded, tensor.shape)])
         rows = einops.rearrange(tensor, self.pattern, **sizes)
@@ -178,6 +179,21 @@ def storage_dtype(bits: int, signed: bool) -> np.dtype:
     """The smallest numpy integer dtype that holds `bits`-wide values."""
     size = next(s for s in (8, 16, 32, 64) if bits <= s)
     return np.dtype(f"{'int' if signed else 'uint'}{size}")
+
+
+def narrowed(tensor: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`tensor` (whose values fit `dtype`) as `dtype`, without a copy where possible.
+
+    The low bytes of a fitting two's complement integer are its narrow value, so a contiguous
+    wide tensor is viewed rather than converted: the layout's transposing copy is then the one
+    pass over the data.
+    """
+    wide = tensor.dtype.itemsize
+    if tensor.dtype.kind not in "iu" or wide <= dtype.itemsize or \
+            not tensor.flags.c_contiguous or tensor.dtype.byteorder not in "=|":
+        return tensor.astype(dtype, copy=False)
+    parts = tensor.view(dtype).reshape(tensor.shape + (wide // dtype.itemsize,))
+    return parts[..., 0] if sys.byteorder == "little" else parts[..., -1]
 
 
 def check_fits(tensor: np.ndarray, bits: int, signed: bool, name: str,

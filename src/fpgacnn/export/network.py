@@ -17,10 +17,12 @@ import numpy as np
 from fpgacnn import golden
 from fpgacnn.atomic import atomic_open
 from fpgacnn.config import HardwareConfig
-from fpgacnn.export.ddr import fmap_tensors, param_arrays, plan_ddr, write_ddr_image
+from fpgacnn.export.ddr import (batch_one, finish_image, fmap_tensors, param_arrays, plan_ddr,
+                                write_at)
 from fpgacnn.export.formats import FileOptions, format_module
 from fpgacnn.export.layoutfile import LayoutFile
 from fpgacnn.export.tensorio import write_rows
+from fpgacnn.export.words import to_bytes
 
 MANIFEST_FORMAT = "fpgacnn-export-1"
 
@@ -65,13 +67,18 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
         if progress is not None:
             progress.update(1)
 
-    for region, array in param_arrays(qmodel, ddr_map):
-        path = out / f"{file_stem(region.name)}{module.SUFFIX}"
-        written(write_rows(path, region.rows_of(array), region.layout, fmt, options,
-                           region.name), region.name, region.kind)
     x_int = None if vectors is None else integer_input(qmodel, vectors)
-    with atomic_open(out / "ddr.bin", "wb") as f:
-        write_ddr_image(f, qmodel, ddr_map, x_int)
+    with atomic_open(out / "ddr.bin", "wb") as ddr:
+        for region, array in param_arrays(qmodel, ddr_map):
+            rows = region.rows_of(array)  # once, for both the layer's file and the image
+            path = out / f"{file_stem(region.name)}{module.SUFFIX}"
+            written(write_rows(path, rows, region.layout, fmt, options, region.name),
+                    region.name, region.kind)
+            write_at(ddr, region.offset, to_bytes(rows, region.geometry, "little"))
+        for tensor, value in batch_one(qmodel, x_int).items():
+            region = ddr_map.region(f"fmap.{tensor}")
+            write_at(ddr, region.offset, region.encode(value))
+        finish_image(ddr, ddr_map.size)
     written([out / "ddr.bin"], "ddr image", "ddr")
     ddr_map.save(out / "ddr_map.json")
     written([out / "ddr_map.json"], "ddr map", "ddr")

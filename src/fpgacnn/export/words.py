@@ -17,7 +17,6 @@ import numpy as np
 from fpgacnn.errors import UserError
 
 RADIX_BITS = {2: 1, 16: 4}
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _ASCII_VALUE = np.full(256, 255, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _ASCII_VALUE[_c] = _i
@@ -58,16 +57,17 @@ def check_radix(radix) -> int:
 
 def to_bits(rows: np.ndarray, g: WordGeometry) -> np.ndarray:
     """Bit matrix (rows, word_bits), most significant bit first."""
-    values = rows.astype(np.int64, copy=False)
-    if g.msb_first is False:
-        values = values[:, ::-1]
-    shifts = np.arange(g.bits - 1, -1, -1, dtype=np.int64)
-    lane_bits = ((values[:, :, None] >> shifts) & 1).astype(np.uint8)
-    lane_bits = lane_bits.reshape(len(rows), g.lanes * g.bits)
+    nbytes = next(n for n in (1, 2, 4, 8) if g.bits <= 8 * n)
+    # two's complement wraps into the unsigned type; big-endian bytes are MSB first
+    values = rows.astype(f">u{nbytes}", copy=False)
+    values = np.ascontiguousarray(values if g.msb_first else values[:, ::-1])
+    lane_bits = np.unpackbits(values.view(np.uint8).reshape(len(rows), g.lanes, nbytes),
+                              axis=2)[:, :, 8 * nbytes - g.bits:]
     top = g.word_bits - g.lanes * g.bits
-    if top:
-        lane_bits = np.concatenate([np.zeros((len(rows), top), np.uint8), lane_bits], axis=1)
-    return lane_bits
+    bitmat = np.empty((len(rows), g.word_bits), np.uint8)
+    bitmat[:, :top] = 0
+    bitmat[:, top:] = lane_bits.reshape(len(rows), g.lanes * g.bits)
+    return bitmat
 
 
 def from_bits(bitmat: np.ndarray, g: WordGeometry, where: str) -> np.ndarray:
@@ -103,9 +103,12 @@ def to_digits(rows: np.ndarray, g: WordGeometry, radix: int) -> np.ndarray:
         | nibbles[:, :, 3]
 
 
-def digits_to_text(digits: np.ndarray, radix: int) -> np.ndarray:
-    """ASCII codes (uint8) of the digits."""
-    return _HEX[digits]
+def digits_to_text(digits: np.ndarray, radix: int, out: np.ndarray | None = None) -> np.ndarray:
+    """ASCII codes (uint8) of the digits, lower-case hex; into `out` if given."""
+    text = np.add(digits, ord("0"), out=out, dtype=np.uint8)
+    if radix != 2:
+        text += (digits > 9).astype(np.uint8) * (ord("a") - ord("9") - 1)
+    return text
 
 
 def text_to_bits(chars: np.ndarray, radix: int, where: str) -> np.ndarray:

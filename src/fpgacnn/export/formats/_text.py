@@ -10,11 +10,12 @@ from fpgacnn.export.words import (WordGeometry, digits_to_text, from_bits, text_
 def word_lines(rows: np.ndarray, g: WordGeometry, radix: int, before: bytes = b"",
                after: bytes = b"\n") -> np.ndarray:
     """A uint8 matrix, one text line per row: `before`, the word's digits, `after`."""
-    text = digits_to_text(to_digits(rows, g, radix), radix)
-    out = np.empty((len(rows), len(before) + text.shape[1] + len(after)), dtype=np.uint8)
+    digits = to_digits(rows, g, radix)
+    width = digits.shape[1]
+    out = np.empty((len(rows), len(before) + width + len(after)), dtype=np.uint8)
     out[:, :len(before)] = np.frombuffer(before, dtype=np.uint8)
-    out[:, len(before):len(before) + text.shape[1]] = text
-    out[:, len(before) + text.shape[1]:] = np.frombuffer(after, dtype=np.uint8)
+    digits_to_text(digits, radix, out=out[:, len(before):len(before) + width])
+    out[:, len(before) + width:] = np.frombuffer(after, dtype=np.uint8)
     return out
 
 
