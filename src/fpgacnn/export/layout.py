@@ -209,6 +209,10 @@ def check_fits(tensor: np.ndarray, bits: int, signed: bool, name: str,
     if tensor.size == 0:
         return tensor
     lo, hi = int_range(bits, signed)
+    if tensor.dtype.kind in "iu":
+        dtype_range = np.iinfo(tensor.dtype)
+        if dtype_range.min >= lo and dtype_range.max <= hi:
+            return tensor  # every value of the dtype fits
     if int(tensor.min()) >= lo and int(tensor.max()) <= hi:
         return tensor
     if saturating:
