@@ -19,7 +19,7 @@ def exact_in_float64(terms: int, max_a: int, max_b: int) -> bool:
 
 
 def _max_abs(x: np.ndarray) -> int:
-    return int(np.abs(x).max()) if x.size else 0
+    return max(int(x.max()), -int(x.min())) if x.size else 0
 
 
 def conv2d_int(x, w, stride, padding, dilation, groups) -> np.ndarray:

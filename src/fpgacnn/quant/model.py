@@ -7,7 +7,7 @@ field is documented in docs/numerics.md ("The data model").
 
     >>> qm = QModel.load("digits.q.npz")
     >>> qm.layer("conv1").weight.dtype, qm.layer("conv1").requant.mode
-    (dtype('int64'), 'gemmlowp')
+    (dtype('int8'), 'gemmlowp')
 """
 
 from dataclasses import dataclass, field
@@ -102,7 +102,7 @@ class Requant:
 class QLayer:
     """One layer in integers; `op` is the IR op (kernel, stride, fused activation kind ...).
 
-    - weight: integer array (IR weight shape), symmetric (zero point 0), `weight_bits` wide;
+    - weight: int8/int16 array (IR weight shape), symmetric (zero point 0), `weight_bits` wide;
       weight_scale: float64 per output channel (or one); real weight = weight_scale * weight.
     - bias: int64 per output channel at scale s_in * weight_scale (added to the accumulator).
     - requant: accumulator -> output integer (conv, linear, avg pools).

@@ -31,7 +31,7 @@ class TensorStats:
         self.hi = max(self.hi, float(flat.max()))
         keep = max(1, SAMPLE_SIZE // 8)
         if flat.size > keep:
-            flat = rng.choice(flat, keep, replace=False)
+            flat = flat[rng.integers(0, flat.size, keep)]
         self.sample.append(flat)
         self.seen += flat.size
 

@@ -25,15 +25,27 @@ def _max_offset(fmt: TensorFormat) -> int:
     return max(fmt.hi - fmt.zero_point, fmt.zero_point - fmt.lo)
 
 
+def accumulator_range(layer: QLayer, fin: TensorFormat) -> tuple[np.ndarray, np.ndarray]:
+    """Exact smallest and largest accumulator per output channel over all inputs in range.
+
+    Each term w * (x - zp) independently ranges over [w*(lo-zp), w*(hi-zp)] (in some order),
+    so the extremes of the sum are the sums of the extremes, plus the bias; both are reached.
+    """
+    w = layer.weight.reshape(layer.weight.shape[0], -1).astype(np.int64)
+    a, b = fin.lo - fin.zero_point, fin.hi - fin.zero_point
+    low = np.minimum(w * a, w * b).sum(axis=1)
+    high = np.maximum(w * a, w * b).sum(axis=1)
+    if layer.bias is not None:
+        low, high = low + layer.bias, high + layer.bias
+    return low, high
+
+
 def worst_accumulator(layer: QLayer, in_formats: list[TensorFormat]) -> int:
-    """max |acc| over all inputs in range: sum_k |w_ck| * max|x - zp| + |b_c|, worst channel."""
+    """max |acc| over all inputs in range (conv, linear: exact; average pools: sum bound)."""
     op = layer.op
     if isinstance(op, (ops.Conv2d, ops.Linear)):
-        w = np.abs(layer.weight.reshape(layer.weight.shape[0], -1)).sum(axis=1)
-        worst = w * _max_offset(in_formats[0])
-        if layer.bias is not None:
-            worst = worst + np.abs(layer.bias)
-        return int(worst.max())
+        low, high = accumulator_range(layer, in_formats[0])
+        return int(max(-low.min(), high.max()))
     if isinstance(op, ops.AvgPool):
         return op.kernel[0] * op.kernel[1] * _max_offset(in_formats[0])
     return 0

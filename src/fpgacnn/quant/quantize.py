@@ -49,7 +49,8 @@ class QuantConfig:
         if self.scheme not in SCHEMES:
             raise UserError(f"--scheme must be one of {', '.join(SCHEMES)}, not {self.scheme!r}")
         check_bits(self.bits, "--bits")
-        check_bits(self.weight_bits or self.bits, "--weight-bits")
+        if self.weight_bits is not None:
+            check_bits(self.weight_bits, "--weight-bits")
         for name, (a, w) in self.layer_bits.items():
             check_bits(a, f"bits of layer {name!r}")
             check_bits(w, f"weight bits of layer {name!r}")
@@ -72,7 +73,8 @@ class QuantConfig:
                             f"{self.acc_bits} needs --mode float32")
 
     def bits_of(self, layer: str) -> tuple[int, int]:
-        return self.layer_bits.get(layer, (self.bits, self.weight_bits or self.bits))
+        weight_bits = self.bits if self.weight_bits is None else self.weight_bits
+        return self.layer_bits.get(layer, (self.bits, weight_bits))
 
 
 def quantize(graph: Graph, calibration, config: QuantConfig = QuantConfig()) -> QModel:

@@ -71,16 +71,26 @@ def fake_quantizer(scheme: str, bits: int, signed: bool | None):
     return make
 
 
-def quantize_weights(weight: np.ndarray, scheme: str, bits: int, per_channel: bool):
-    """Symmetric integer weights: (w_int int64, scale per channel float64, frac or None).
+def weight_dtype(bits: int):
+    """The integer type weights of `bits` bits are stored in: int8 up to 8 bits, else int16."""
+    return np.int8 if bits <= 8 else np.int16
 
+
+def quantize_weights(weight: np.ndarray, scheme: str, bits: int, per_channel: bool):
+    """Symmetric integer weights: (w_int int8/int16, scale per channel float64, frac or None).
+
+    round_half_even(w / scale) in float32, clamped to +-(2**(bits-1) - 1).
     >>> w, s, f = quantize_weights(np.array([[0.5, -0.25]]), "pow2", 8, False)
     >>> w.tolist(), s.tolist(), f.tolist()
     ([[64, -32]], [0.0078125], [7])
     """
-    w = np.asarray(weight, np.float64)
+    w = np.asarray(weight, np.float32)
     channels = w.shape[0]
-    mags = np.abs(w.reshape(channels, -1)).max(axis=1) if w.size else np.zeros(channels)
+    if w.size:
+        rows = w.reshape(channels, -1)
+        mags = np.maximum(rows.max(axis=1), -rows.min(axis=1)).astype(np.float64)
+    else:
+        mags = np.zeros(channels)
     if not per_channel:
         mags = np.full(channels, mags.max() if mags.size else 0.0)
     top = (1 << (bits - 1)) - 1
@@ -91,7 +101,10 @@ def quantize_weights(weight: np.ndarray, scheme: str, bits: int, per_channel: bo
         frac = None
         scales = np.array([f32(m / top) if m > 0 else 1.0 for m in mags], np.float64)
     shape = (-1,) + (1,) * (w.ndim - 1)
-    w_int = np.clip(np.rint(w / scales.reshape(shape)), -top, top).astype(np.int64)
+    scaled = w / scales.astype(np.float32).reshape(shape)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -top, top, out=scaled)
+    w_int = scaled.astype(weight_dtype(bits))
     if not per_channel:
         scales = scales[:1]
         frac = None if frac is None else frac[:1]
