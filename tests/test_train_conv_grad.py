@@ -22,8 +22,9 @@ def random_fixed(rng, shape, bits=BITS):
     return Fixed(value, int(rng.integers(6, 15)), bits)
 
 
-def naive_requantize(acc, frac, bits=BITS):
-    """Independent model of one nearest rounding to `bits` with the shift from the maximum."""
+def naive_requantize(acc, frac, bits=BITS, rng=None):
+    """Independent model of one rounding to `bits` with the shift from the maximum: nearest,
+    or stochastic (floor((acc + r) / 2**shift), r drawn as documented) when `rng` is given."""
     acc = np.asarray(acc, dtype=np.float64)
     largest = int(np.max(np.abs(acc))) if acc.size else 0
     shift = 0  # the smallest shift with largest < 2**(bits - 1 + shift)
@@ -31,20 +32,24 @@ def naive_requantize(acc, frac, bits=BITS):
         shift += 1
     while largest and largest < 2 ** (bits - 2 + shift):
         shift -= 1
-    q = np.floor(acc / 2.0 ** shift + 0.5)
+    if rng is not None and shift > 0:
+        q = np.floor((acc + rng.integers(0, 2 ** shift, size=acc.shape)) / 2.0 ** shift)
+    else:
+        q = np.floor(acc / 2.0 ** shift + (0.5 if rng is None else 0.0))
     q = np.clip(q, -2 ** (bits - 1), 2 ** (bits - 1) - 1)
     return q.astype(np.int64), frac - shift
 
 
-def assert_within_bound(result: Fixed, reference, bits=BITS):
-    """Nearest rounding: every element within half a step (a whole step where saturated),
-    and the largest error within 2**-(bits-2) of the largest reference magnitude."""
+def assert_within_bound(result: Fixed, reference, bits=BITS, stochastic=False):
+    """Nearest rounding: every element within half a step (a whole step where saturated);
+    stochastic: within a step. The largest error within 2**-(bits-2) of the largest reference
+    magnitude."""
     reference = np.asarray(reference, dtype=np.float64)
     err = np.abs(result.to_float() - reference)
     step = 2.0 ** -result.frac_bits
     saturated = np.abs(result.value) == (1 << (bits - 1)) - 1
     slack = 1e-12 * np.abs(reference).max(initial=0)  # the float64 oracle's own rounding
-    assert np.all(err[~saturated] <= step / 2 + slack)
+    assert np.all(err[~saturated] <= (step if stochastic else step / 2) + slack)
     assert np.all(err <= step + slack)
     assert err.max(initial=0) <= 2.0 ** -(bits - 2) * np.abs(reference).max(initial=0) + slack
 
@@ -91,6 +96,7 @@ conv_cases = st.fixed_dictionaries({
     "padding": st.tuples(*[st.integers(0, 2)] * 4),
     "hw": st.tuples(st.integers(5, 9), st.integers(5, 9)),
     "bias": st.booleans(), "seed": st.integers(0, 2**32 - 1),
+    "rounding": st.sampled_from(["nearest", "stochastic"]),
 })
 
 
@@ -106,7 +112,8 @@ def test_conv2d_grads_match_autograd_and_naive_model(case):
     x = random_fixed(rng, in_shape)
     w = random_fixed(rng, (op.out_channels, case["cin_g"]) + op.kernel)
     dy = random_fixed(rng, out_shape)
-    rounder = Rounder(BITS)
+    stochastic = case["rounding"] == "stochastic"
+    rounder = Rounder(BITS, case["rounding"], np.random.default_rng(case["seed"]))
     dx = conv_grad.conv2d_grad_input(op, dy, w, in_shape[2:], rounder)
     dw = conv_grad.conv2d_grad_weight(op, x, dy, rounder)
     db = conv_grad.bias_grad(dy, rounder)
@@ -116,17 +123,18 @@ def test_conv2d_grads_match_autograd_and_naive_model(case):
     bt = torch.zeros(op.out_channels, dtype=torch.float64, requires_grad=True)
     params = {"weight": wt, "bias": bt} if op.bias else {"weight": wt}
     run_node(Node("c", op), [xt], params).backward(torch.tensor(dy.to_float()))
-    assert_within_bound(dx, xt.grad.numpy())
-    assert_within_bound(dw, wt.grad.numpy())
+    assert_within_bound(dx, xt.grad.numpy(), stochastic=stochastic)
+    assert_within_bound(dw, wt.grad.numpy(), stochastic=stochastic)
     if op.bias:
-        assert_within_bound(db, bt.grad.numpy())
+        assert_within_bound(db, bt.grad.numpy(), stochastic=stochastic)
 
     naive_dx, naive_dw = naive_conv_grads(op, x.value.astype(float), w.value.astype(float),
                                           dy.value.astype(float))
-    assert_fixed_equal(dx, naive_requantize(naive_dx, dy.frac_bits + w.frac_bits))
-    assert_fixed_equal(dw, naive_requantize(naive_dw, dy.frac_bits + x.frac_bits))
+    draws = np.random.default_rng(case["seed"]) if stochastic else None  # same order of draws
+    assert_fixed_equal(dx, naive_requantize(naive_dx, dy.frac_bits + w.frac_bits, rng=draws))
+    assert_fixed_equal(dw, naive_requantize(naive_dw, dy.frac_bits + x.frac_bits, rng=draws))
     assert_fixed_equal(db, naive_requantize(dy.value.astype(float).sum(axis=(0, 2, 3)),
-                                            dy.frac_bits))
+                                            dy.frac_bits, rng=draws))
 
 
 @settings(max_examples=40)

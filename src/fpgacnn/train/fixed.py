@@ -4,9 +4,10 @@ A training tensor is an integer array `value` with `frac_bits`: it stands for
 `value * 2**-frac_bits`. Every step of the training arithmetic is: an exact integer result
 (products summed in an accumulator, never rounded), then ONE rounding to `bits` with a shift
 chosen from the tensor's largest magnitude (a leading-zero count over the tensor) so that the
-largest result lies in [2**(bits-2), 2**(bits-1)), then saturation (golden/arith.py). Rounding is to nearest (ties up, `shift_round(..., "half_up")`)
-or stochastic: `floor((x + r) / D)` with `r = rng.integers(0, D)` drawn per element from a
-seeded numpy Generator, so a run is reproducible.
+largest result lies in [2**(bits-2), 2**(bits-1)), then saturation (golden/arith.py).
+Rounding is to nearest (ties up, `shift_round(..., "half_up")`) or stochastic:
+`floor((x + r) / D)` with `r = rng.integers(0, D, size=x.shape)` drawn from a seeded numpy
+Generator (one draw per rounding with D > 1), so a run is reproducible.
 
 >>> t = quantize_float(np.array([0.5, -0.25]), bits=8)
 >>> t.value, t.frac_bits
@@ -59,7 +60,10 @@ def round_divide(x, divisor, rounding: str = "nearest", rng=None):
     if rounding == "stochastic":
         if rng is None:
             raise ValueError("stochastic rounding needs a numpy Generator")
-        r = rng.integers(0, np.broadcast_to(divisor, x.shape), dtype=np.int64)
+        if divisor.ndim == 0:
+            r = rng.integers(0, int(divisor), size=x.shape, dtype=np.int64)
+        else:
+            r = rng.integers(0, np.broadcast_to(divisor, x.shape), dtype=np.int64)
         return (x + r) // divisor
     if rounding != "nearest":
         raise UserError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
