@@ -7,7 +7,7 @@ the named peer, a brute-force loop in plain Python that evaluates every design o
 candidate space one at a time (the same formulas, written with Python ints). The peer runs in
 full on the smaller spaces; where it would take minutes it runs on an evenly spaced sample and
 its full time is extrapolated (marked "~"). Both must pick the same design where the peer runs
-in full.
+in full; where it samples, both must give the sampled best design the same cycle count.
 """
 
 import sys
@@ -18,7 +18,7 @@ from fpgacnn.config import HardwareConfig
 from fpgacnn.frontends import load_model
 from fpgacnn.plan.devices import load_device
 from fpgacnn.plan.dsp import dsp_per_mac
-from fpgacnn.plan.engine import effective_bytes_per_cycle
+from fpgacnn.plan.engine import Memory, effective_bytes_per_cycle, total_cycles
 from fpgacnn.plan.explore import budgets, explore_engine, tile_candidates
 from fpgacnn.plan.bram import map_buffer_best
 from fpgacnn.plan.workload import layers_from_graph
@@ -55,9 +55,12 @@ def peer_cycles(layer, cfg, bpc, tm, tn, tr):
         need = (out - 1) * stride + (layer.kh - 1) * layer.dh + 1
         return min(need, size) if size else need
 
+    p = layer.pool
+    rows_out, cols_out = layer.r - layer.r % p, layer.c - layer.c % p
+    tc = tr = max(p, tr - tr % p)
     total = 0
-    for rr, nr in _chunks(layer.r, min(tr, layer.r)):
-        for cc, nc in _chunks(layer.c, min(tr, layer.c)):
+    for rr, nr in _chunks(rows_out, min(tr, rows_out)):
+        for cc, nc in _chunks(cols_out, min(tc, cols_out)):
             pixels = rows(rr, layer.sh, layer.in_h) * rows(cc, layer.sw, layer.in_w)
             for mm, nm in _chunks(layer.m, min(tm, layer.m)):
                 steps = port = 0
@@ -65,16 +68,16 @@ def peer_cycles(layer, cfg, bpc, tm, tn, tr):
                     t = xfer(ceil(nn * pixels * a / 8) + ceil(mm * nn * k * w / 8))
                     steps += nk * max(rr * cc * k, t)
                     port += nk * t
-                port += xfer(ceil(mm * rr * cc * a / 8))
+                port += xfer(ceil(mm * (rr // p) * (cc // p) * a / 8))
                 total += nr * nc * nm * max(steps, port)
-    f_r, f_c, f_m, f_n = (min(tr, layer.r), min(tr, layer.c), min(tm, layer.m),
+    f_r, f_c, f_m, f_n = (min(tr, rows_out), min(tc, cols_out), min(tm, layer.m),
                           min(tn, layer.n))
     first = xfer(ceil(f_n * rows(f_r, layer.sh, layer.in_h) * rows(f_c, layer.sw, layer.in_w)
                       * a / 8) + ceil(f_m * f_n * k * w / 8))
-    l_r = layer.r % tr or min(tr, layer.r)
-    l_c = layer.c % tr or min(tr, layer.c)
+    l_r = rows_out % tr or min(tr, rows_out)
+    l_c = cols_out % tc or min(tc, cols_out)
     l_m = layer.m % tm or min(tm, layer.m)
-    last = xfer(ceil(l_m * l_r * l_c * a / 8))
+    last = xfer(ceil(l_m * (l_r // p) * (l_c // p) * a / 8))
     return layer.groups * layer.batch * (total + first + last)
 
 
@@ -127,8 +130,13 @@ def main():
         peer_time = (time.perf_counter() - start) * len(space) / len(sample)
         full = sample is space
         chosen = (found.best.tm, found.best.tn, found.best.tr)
-        same = (peer[1] == chosen or peer[0] == (found.best.cycles, found.best.dsp,
-                                                 found.best.bram18)) if full else "n/a"
+        if full:
+            same = peer[1] == chosen or peer[0] == (found.best.cycles, found.best.dsp,
+                                                    found.best.bram18)
+        else:       # the sampled peer's best design: do both models give it the same cycles?
+            tm, tn, tr = peer[1]
+            ours_cycles = int(total_cycles(layers, Memory.of(cfg), tm, tn, tr, tr))
+            same = "cycles agree" if ours_cycles == peer[0][0] else "CYCLES DIFFER"
         mark = "" if full else "~"
         print(f"{spec[4:]:<12} {name:<10} {len(space):>8,} {ours:>10.3f} "
               f"{mark + format(peer_time, '.1f'):>10} {peer_time / ours:>7.0f}x  "

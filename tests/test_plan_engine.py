@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from fpgacnn.config import HardwareConfig
 from fpgacnn.ir import ops
 from fpgacnn.plan.engine import Memory, compute_cycles, layer_cycles, plan_layers
-from fpgacnn.plan.workload import Layer, layer_from_op, zhang_alexnet
+from fpgacnn.plan.workload import Layer, layer_from_op, layers_from_graph, zhang_alexnet
 
 # Zhang et al., FPGA'15, Table 4: <Tm, Tn> = <64, 7>, cycles of conv1..conv5 (one group).
 ZHANG_CYCLES = [366_025, 255_150, 168_831, 127_764, 85_176]
@@ -46,11 +46,16 @@ def naive_cycles(layer, mem, tm, tn, tr, tc):
         return (ceil(nn * rows * cols * mem.act_bits / 8)
                 + ceil(mm * nn * layer.kh * layer.kw * mem.weight_bits / 8))
 
+    p = layer.pool                      # a fused p x p pool: whole windows per tile
+    rows_out, cols_out = layer.r - layer.r % p, layer.c - layer.c % p
+    if p > 1:
+        tr, tc = max(p, tr - tr % p), max(p, tc - tc % p)
     total, traffic, tiles = 0, 0, []
-    for r0 in range(0, layer.r, tr):
-        for c0 in range(0, layer.c, tc):
+    for r0 in range(0, rows_out, tr):
+        for c0 in range(0, cols_out, tc):
             for m0 in range(0, layer.m, tm):
-                rr, cc, mm = min(tr, layer.r - r0), min(tc, layer.c - c0), min(tm, layer.m - m0)
+                rr, cc = min(tr, rows_out - r0), min(tc, cols_out - c0)
+                mm = min(tm, layer.m - m0)
                 steps, port = 0, 0
                 for n0 in range(0, layer.n, tn):
                     nn = min(tn, layer.n - n0)
@@ -60,7 +65,7 @@ def naive_cycles(layer, mem, tm, tn, tr, tc):
                     port += transfer(load)
                     if not tiles:
                         tiles.append(transfer(load))
-                store = ceil(mm * rr * cc * mem.act_bits / 8)
+                store = ceil(mm * (rr // p) * (cc // p) * mem.act_bits / 8)
                 traffic += store
                 port += transfer(store)
                 total += max(steps, port)
@@ -71,10 +76,12 @@ def naive_cycles(layer, mem, tm, tn, tr, tc):
 
 
 layers = st.builds(
-    lambda m, n, r, c, k, s, g, b: Layer("x", "conv", m, n, r, c, k, k, s, s, groups=g,
-                                         batch=b, in_h=(r - 1) * s + k, in_w=(c - 1) * s + k),
+    lambda m, n, r, c, k, s, g, b, p: Layer(
+        "x", "conv", m, n, r, c, k, k, s, s, groups=g, batch=b, in_h=(r - 1) * s + k,
+        in_w=(c - 1) * s + k, pool=p if min(r, c) >= 2 else 1),
     st.integers(1, 70), st.integers(1, 70), st.integers(1, 40), st.integers(1, 40),
-    st.integers(1, 7), st.integers(1, 3), st.integers(1, 2), st.integers(1, 2))
+    st.integers(1, 7), st.integers(1, 3), st.integers(1, 2), st.integers(1, 2),
+    st.sampled_from([1, 2]))
 memories = st.builds(Memory, st.sampled_from([8, 16, 32]), st.sampled_from([4, 8, 16]),
                      st.just(32), st.sampled_from([1.0, 2.5, 8.0, 64.0]), st.integers(1, 40))
 tiles = st.tuples(st.integers(1, 80), st.integers(1, 80), st.integers(1, 48), st.integers(1, 48))
@@ -95,6 +102,28 @@ def test_arrays_of_designs_equal_one_at_a_time(layer, mem, t):
     cycles, _ = layer_cycles(layer, mem, tm, tn, t[2], t[3])
     for i in range(3):
         assert int(cycles[i]) == int(layer_cycles(layer, mem, tm[i], tn[i], t[2], t[3])[0])
+
+
+def test_fused_pool_from_a_graph():
+    import numpy as np
+    from fpgacnn.ir import Graph, Node
+
+    conv = ops.Conv2d(3, 4, 3, padding=1, activation=ops.ReLU())
+    params = {"weight": np.zeros((4, 3, 3, 3), np.float32), "bias": np.zeros(4, np.float32)}
+    graph = Graph("g", {"x": (1, 3, 7, 7)}, [
+        Node("c1", conv, ["x"], params), Node("p1", ops.MaxPool(2, 2), ["c1"]),
+        Node("c2", ops.Conv2d(4, 4, 3, padding=1), ["p1"],
+             {"weight": np.zeros((4, 4, 3, 3), np.float32), "bias": np.zeros(4, np.float32)}),
+        Node("p2", ops.MaxPool(3, 2), ["c2"])], ["p2"])
+    first, second = layers_from_graph(graph)
+    assert (first.pool, first.rows, first.cols) == (2, 6, 6)      # 7x7 -> 3x3 windows
+    assert second.pool == 1                                       # 3x3 pools are not fused
+    mem = Memory(8, 8, 32, 1.0, 0)
+    cycles, traffic = layer_cycles(first, mem, 4, 3, 6, 6)
+    # one step: load 3 ch x 7 x 7 + 4 x 3 x 9 weights = 255 bytes; 36 x 9 = 324 compute cycles;
+    # store 4 ch x 3 x 3 = 36 bytes
+    assert int(traffic) == 255 + 36
+    assert int(cycles) == 255 + max(324, 255 + 36) + 36
 
 
 @settings(max_examples=200)

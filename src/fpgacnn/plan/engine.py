@@ -8,7 +8,7 @@ smaller (no padding cycles). The formulas, also written out in docs/planning.md:
 
     t_comp(rr, cc)          = rr * cc * Kh * Kw
     t_load(rr, cc, mm, nn)  = latency + ceil((in_bytes + w_bytes) / B)
-    t_store(rr, cc, mm)     = latency + ceil(out_bytes / B)
+    t_store(rr, cc, mm)     = latency + ceil(out_bytes / B)     (pooled: rr/2 x cc/2 pixels)
     B                       = min(ddr_bytes_per_cycle, ddr_width_bits / 8)
     steps(rr, cc, mm)       = sum over n-chunks of max(t_comp, t_load)   (input/weight ping-pong)
     port(rr, cc, mm)        = sum over n-chunks of t_load + t_store      (one DDR port)
@@ -95,14 +95,22 @@ def _store_bytes(mem: Memory, rr, cc, mm):
     return _nbytes(mm * rr * cc, mem.act_bits)
 
 
+def _pool_tile(tile, pool: int):
+    """A fused pool needs whole windows per tile: round the tile down to a multiple."""
+    tile = np.asarray(tile, dtype=np.int64)
+    return tile if pool == 1 else np.maximum(tile // pool * pool, pool)
+
+
 def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc):
     """(cycles, ddr_bytes) of one layer for arrays of tile sizes (broadcast together)."""
     cycles = 0
     traffic = 0
+    pool = layer.pool
+    tr, tc = _pool_tile(tr, pool), _pool_tile(tc, pool)
     m_classes, n_classes = _classes(layer.m, tm), _classes(layer.n, tn)
-    for rr, nr in _classes(layer.r, tr):
+    for rr, nr in _classes(layer.rows, tr):
         rows = layer.input_rows(rr)
-        for cc, nc in _classes(layer.c, tc):
+        for cc, nc in _classes(layer.cols, tc):
             comp = rr * cc * layer.kh * layer.kw
             pixels = rows * layer.input_cols(cc)
             for mm, nm in m_classes:
@@ -115,23 +123,28 @@ def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc):
                     tile = tile + nnum * np.maximum(comp, t_load)
                     port = port + nnum * t_load
                     traffic = traffic + count * nnum * load
-                store = _store_bytes(mem, rr, cc, mm)
+                store = _store_bytes(mem, rr // pool, cc // pool, mm)
                 port = port + mem.transfer(store)
                 cycles = cycles + count * np.maximum(tile, port)
                 traffic = traffic + count * store
-    first = mem.transfer(_load_bytes(layer, mem, _first(layer.r, tr), _first(layer.c, tc),
-                                     _first(layer.m, tm), _first(layer.n, tn)))
-    last = mem.transfer(_store_bytes(mem, _last(layer.r, tr), _last(layer.c, tc),
-                                     _last(layer.m, tm)))
+    first = mem.transfer(_load_bytes(layer, mem, _first(layer.rows, tr),
+                                     _first(layer.cols, tc), _first(layer.m, tm),
+                                     _first(layer.n, tn)))
+    last = mem.transfer(_store_bytes(mem, _last(layer.rows, tr) // pool,
+                                     _last(layer.cols, tc) // pool, _last(layer.m, tm)))
     passes = layer.groups * layer.batch
     return passes * (cycles + first + last), passes * traffic
 
 
 def compute_cycles(layer: Layer, tm, tn):
-    """Zhang et al.'s computational-roof cycles: ceil(M/Tm) ceil(N/Tn) R C K K per pass."""
+    """Zhang et al.'s computational-roof cycles: ceil(M/Tm) ceil(N/Tn) R C K K per pass.
+
+    With a fused pool, R and C are the rows and columns its windows cover.
+    """
     tm = np.asarray(tm, dtype=np.int64)
     tn = np.asarray(tn, dtype=np.int64)
-    per_pass = -(-layer.m // tm) * -(-layer.n // tn) * layer.r * layer.c * layer.kh * layer.kw
+    per_pass = (-(-layer.m // tm) * -(-layer.n // tn) * layer.rows * layer.cols
+                * layer.kh * layer.kw)
     return layer.groups * layer.batch * per_pass
 
 

@@ -11,7 +11,7 @@ a 1x1 convolution with M = out_features, N = in_features, R = 1 and C = B (FC la
 (1000, 4096, 1, 1, 4096000)
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,13 +39,27 @@ class Layer:
     batch: int = 1
     in_h: int = 0       # input rows and columns without padding (0: as the window needs)
     in_w: int = 0
+    pool: int = 1       # 2: a 2x2 stride-2 max-pool fused into post-processing
 
     def __post_init__(self):
-        for key in ("m", "n", "r", "c", "kh", "kw", "sh", "sw", "dh", "dw", "groups", "batch"):
+        for key in ("m", "n", "r", "c", "kh", "kw", "sh", "sw", "dh", "dw", "groups", "batch",
+                    "pool"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"layer {self.name}: {key} must be a positive integer, "
                                 f"got {value!r}")
+        if self.pool > min(self.r, self.c):
+            raise UserError(f"layer {self.name}: a fused {self.pool}x{self.pool} pool needs "
+                            f"at least {self.pool}x{self.pool} outputs, got {self.r}x{self.c}")
+
+    @property
+    def rows(self) -> int:
+        """Output rows computed: with a fused pool, the rows its windows cover."""
+        return self.r // self.pool * self.pool
+
+    @property
+    def cols(self) -> int:
+        return self.c // self.pool * self.pool
 
     @property
     def macs(self) -> int:
@@ -89,9 +103,25 @@ def layers_from_list(items) -> list[Layer]:
 
 
 def layers_from_graph(graph: Graph) -> list[Layer]:
-    """The Conv2d and Linear layers of a graph, in order."""
-    return [layer_from_op(node.name, node.op, graph.input_shapes(node)[0])
-            for node in graph.nodes if isinstance(node.op, (ops.Conv2d, ops.Linear))]
+    """The Conv2d and Linear layers of a graph, in order, with 2x2 max-pools fused."""
+    layers = []
+    for node in graph.nodes:
+        if isinstance(node.op, (ops.Conv2d, ops.Linear)):
+            layer = layer_from_op(node.name, node.op, graph.input_shapes(node)[0])
+            if fused_pool(graph, node) and min(layer.r, layer.c) >= 2:
+                layer = replace(layer, pool=2)
+            layers.append(layer)
+    return layers
+
+
+def fused_pool(graph: Graph, node) -> bool:
+    """True when a Conv2d's only consumer is a 2x2 stride-2 max-pool (the engine fuses it)."""
+    users = graph.consumers(node.name)
+    if not isinstance(node.op, ops.Conv2d) or len(users) != 1 or node.name in graph.outputs:
+        return False
+    pool = users[0].op
+    return (isinstance(pool, ops.MaxPool) and pool.kernel == (2, 2) and pool.stride == (2, 2)
+            and pool.padding == (0, 0, 0, 0) and not pool.ceil_mode)
 
 
 def other_nodes(graph: Graph) -> list:
