@@ -72,3 +72,21 @@ def test_a_model_without_backward_op_is_refused(tmp_path, capsys, monkeypatch):
     assert main(["train", "bn_model:factory", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "(BatchNorm) has no backward op" in err and len(err.splitlines()) == 1, err
+
+
+def test_saved_model_holds_the_trained_weights_unchanged():
+    """The quantized-model file's weight integers and scales are the trained fixed-point ones."""
+    from fpgacnn.frontends import load_model
+    from fpgacnn.train.fixed import Rounder
+    from fpgacnn.train.save import trained_qmodel
+    from fpgacnn.train.settings import TrainSettings, Widths
+    from fpgacnn.train.trainer import FixedPointModel, initial_params
+    from fpgacnn.zoo import digits_data
+
+    graph, widths = load_model("zoo:digits"), Widths(bits=8)
+    model = FixedPointModel(graph, widths, TrainSettings(), initial_params(graph, 5))
+    qmodel = trained_qmodel(graph, model.float_params(), digits_data()[0][:16], widths)
+    for name, p in model.weights(Rounder(8)).items():
+        layer = qmodel.layer(name)
+        np.testing.assert_array_equal(layer.weight, p["weight"].value)
+        np.testing.assert_array_equal(layer.weight_scale, 2.0 ** -p["weight"].frac_bits)
