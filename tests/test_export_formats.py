@@ -136,3 +136,40 @@ def test_reader_errors_name_the_file(tmp_path):
         read_tensor(tmp_path / "w.bin", layout, (2, 2), "bin")
     with pytest.raises(UserError, match="no such file"):
         read_rows(tmp_path / "missing.coe", layout, 2, "coe")
+
+
+C_PROGRAM = """
+#include <stdio.h>
+#include "narrow.h"
+#include "wide.h"
+int main(void) {
+    for (int r = 0; r < NARROW_ROWS; r++) printf("%llx\\n", (unsigned long long)NARROW[r]);
+    for (int r = 0; r < WIDE_ROWS; r++) {
+        for (int k = (WIDE_WORD_BITS + 31) / 32 - 1; k >= 0; k--) printf("%08x", WIDE[r][k]);
+        printf("\\n");
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_c_header_compiles_and_holds_the_words(tmp_path):
+    rng = np.random.default_rng(4)
+    narrow = rng.integers(-2**11, 2**11, size=(5, 3))
+    wide = rng.integers(-2**15, 2**15, size=(4, 5))
+    write_tensor(tmp_path / "narrow.h", narrow, Layout("a b -> a b", bits=12), "h", name="narrow")
+    write_tensor(tmp_path / "wide.h", wide, Layout("a b -> a b", bits=16, msb_first=True), "h",
+                 name="wide")
+    (tmp_path / "main.c").write_text(C_PROGRAM)
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-I", str(tmp_path), "-o",
+                    str(tmp_path / "main"), str(tmp_path / "main.c")], check=True,
+                   capture_output=True, timeout=120)
+    out = subprocess.run([str(tmp_path / "main")], check=True, capture_output=True, text=True,
+                         timeout=60).stdout.split()
+    expected_narrow = [sum((int(v) & 0xFFF) << (12 * k) for k, v in enumerate(row))
+                       for row in narrow]
+    expected_wide = [sum((int(v) & 0xFFFF) << (16 * (4 - k)) for k, v in enumerate(row))
+                     for row in wide]
+    assert [int(w, 16) for w in out[:5]] == expected_narrow
+    assert [int(w, 16) for w in out[5:]] == expected_wide
