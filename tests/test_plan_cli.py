@@ -67,6 +67,11 @@ def test_dataflow_arch(capsys):
     assert report["arch"] == "dataflow"
     assert report["totals"]["dsp"] <= 900 and report["totals"]["bram18"] <= 1090
     assert report["totals"]["interval_cycles"] == max(l["cycles"] for l in report["layers"])
+    latency = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045",
+                        "--arch", "dataflow", "--bits", "8", "--objective", "latency"], capsys)
+    assert latency["objective"] == "latency"
+    assert latency["totals"]["cycles"] <= report["totals"]["cycles"]
+    assert latency["totals"]["interval_cycles"] >= report["totals"]["interval_cycles"]
 
 
 def test_graph_model_and_qmodel(capsys, tmp_path):

@@ -16,15 +16,15 @@ def stage_cycles(layer, tm, tn):
     return ceil(layer.m / tm) * ceil(layer.n / tn) * layer.r * layer.c * layer.kh * layer.kw
 
 
-def brute_force_interval(layers, budget, per_mac):
-    """Smallest max-stage cycles over every (tm, tn) of every layer within the DSP budget."""
+def brute_force(layers, budget, per_mac, cost=max):
+    """Smallest cost (max or sum of stage cycles) over every (tm, tn) of every layer."""
     options = [[(ceil(tm * tn * per_mac), stage_cycles(l, tm, tn))
                 for tm in range(1, l.m + 1) for tn in range(1, l.n + 1)] for l in layers]
     best = None
     for choice in product(*options):
         if sum(d for d, _ in choice) <= budget:
-            interval = max(c for _, c in choice)
-            best = interval if best is None else min(best, interval)
+            value = cost(c for _, c in choice)
+            best = value if best is None else min(best, value)
     return best
 
 
@@ -36,7 +36,7 @@ small = st.lists(st.builds(lambda m, n, r, k: Layer("l", "conv", m, n, r, r, k, 
 @settings(max_examples=25)
 @given(layers=small, budget=st.integers(3, 60), per_mac=st.sampled_from([0.5, 1, 2]))
 def test_allocation_is_optimal(layers, budget, per_mac):
-    expected = brute_force_interval(layers, budget, per_mac)
+    expected = brute_force(layers, budget, per_mac)
     if expected is None:
         with pytest.raises(UserError, match="DSP needed"):
             allocate(layers, 8, 8, per_mac, budget)
@@ -50,6 +50,24 @@ def test_allocation_is_optimal(layers, budget, per_mac):
     assert plan.latency == sum(s.cycles for s in plan.stages)
     assert (plan.dsp, plan.interval) in set(plan.front) or any(
         d <= plan.dsp and c <= plan.interval for d, c in plan.front)
+
+
+@settings(max_examples=25)
+@given(layers=small, budget=st.integers(3, 60), per_mac=st.sampled_from([0.5, 1, 2]))
+def test_latency_allocation_is_optimal(layers, budget, per_mac):
+    expected = brute_force(layers, budget, per_mac, cost=sum)
+    if expected is None:
+        with pytest.raises(UserError, match="DSP needed"):
+            allocate(layers, 8, 8, per_mac, budget, objective="latency")
+        return
+    plan = allocate(layers, 8, 8, per_mac, budget, objective="latency")
+    assert plan.latency == expected
+    assert plan.dsp <= budget
+    for stage, layer in zip(plan.stages, layers):
+        assert stage.cycles == stage_cycles(layer, stage.tm, stage.tn)
+    assert plan.front[-1][1] == expected
+    for d, c in plan.front:     # each front point is the brute-force optimum at its budget
+        assert c == brute_force(layers, d, per_mac, cost=sum)
 
 
 def test_stage_buffers_follow_the_bram_model():

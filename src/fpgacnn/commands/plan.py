@@ -28,6 +28,10 @@ def add_arguments(p):
                    help="override configuration keys, e.g. tm=64,tn=7")
     p.add_argument("--explore", action="store_true",
                    help="search the tiles (engine) for the lowest latency within the budget")
+    p.add_argument("--objective", choices=("throughput", "latency"), default="throughput",
+                   help="dataflow: balance the pipeline (throughput) or minimise the sum of "
+                   "stage cycles (latency); the engine runs one image at a time, so both are "
+                   "the same there")
     p.add_argument("--input-shape", help="N,C,H,W of the model input")
     p.add_argument("--training", action="store_true",
                    help="plan one training step (forward and backward layers)")
@@ -112,7 +116,7 @@ def _dataflow(layers, config, device, per_mac, args) -> dict:
 
     dsp_budget, bram_budget = budgets(device, args.max_dsp, args.max_bram18)
     plan = allocate(layers, config.act_bits, config.weight_bits, per_mac, dsp_budget,
-                    bram_budget)
+                    bram_budget, args.objective)
     return dataflow_report(plan, config, device)
 
 

@@ -46,7 +46,8 @@ class Stage:
 @dataclass(frozen=True)
 class DataflowPlan:
     stages: tuple[Stage, ...]
-    front: tuple[tuple[int, int], ...]     # (DSPs, interval) Pareto front
+    front: tuple[tuple[int, int], ...]     # (DSPs, interval or latency) Pareto front
+    objective: str = "throughput"
 
     @property
     def interval(self) -> int:
@@ -99,14 +100,24 @@ def stage_bram18(layer, tm, tn, act_bits, weight_bits):
     return int(weights), int(line)
 
 
-def allocate(layers, act_bits, weight_bits, per_mac, max_dsp, max_bram18=None) -> DataflowPlan:
-    """Balance the pipeline: the smallest interval whose units fit `max_dsp` (and the BRAM)."""
+def allocate(layers, act_bits, weight_bits, per_mac, max_dsp, max_bram18=None,
+             objective="throughput") -> DataflowPlan:
+    """Share `max_dsp` among the layers' units (and check the BRAM).
+
+    objective "throughput": the smallest interval (the pipeline balanced); "latency": the
+    smallest sum of stage cycles (a multiple-choice knapsack, solved exactly by dynamic
+    programming over the DSP count).
+    """
     layers = list(layers)
     if not layers:
         raise UserError("dataflow: the model has no Conv2d or Linear layer to plan")
+    if objective not in ("throughput", "latency"):
+        raise UserError(f"dataflow: objective must be throughput or latency, got {objective!r}")
     if max_bram18 is not None:
         _check_weight_bits(layers, weight_bits, max_bram18)
     options = [layer_options(layer, per_mac) for layer in layers]
+    if objective == "latency":
+        return _allocate_latency(layers, options, act_bits, weight_bits, max_dsp, max_bram18)
     targets = np.unique(np.concatenate([o[1] for o in options]))
     targets = targets[targets >= max(o[1][-1] for o in options)]
     picks = [_cheapest(o, targets) for o in options]
@@ -127,6 +138,47 @@ def allocate(layers, act_bits, weight_bits, per_mac, max_dsp, max_bram18=None) -
         last_error = bram if last_error is None else min(last_error, bram)
     raise UserError(f"dataflow: over budget: RAMB18 needed {last_error} at least "
                     f"(weights and line buffers on chip), available {max_bram18}")
+
+
+def _allocate_latency(layers, options, act_bits, weight_bits, max_dsp, max_bram18):
+    """Fewest total cycles within `max_dsp`: best[b] = min over choices using <= b DSPs."""
+    inf = np.iinfo(np.int64).max // 4
+    best = np.zeros(max_dsp + 1, dtype=np.int64)
+    choices = []
+    for dsp, cycles, _, _ in options:
+        new = np.full(max_dsp + 1, inf, dtype=np.int64)
+        choice = np.full(max_dsp + 1, -1, dtype=np.int64)
+        for k in range(len(dsp)):
+            d = int(dsp[k])
+            if d > max_dsp:
+                break
+            candidate = best[:max_dsp + 1 - d] + cycles[k]
+            better = candidate < new[d:]
+            new[d:][better] = candidate[better]
+            choice[d:][better] = k
+        best = new
+        choices.append(choice)
+    if best[max_dsp] >= inf:
+        need = sum(int(o[0][0]) for o in options)
+        raise UserError(f"dataflow: over budget: DSP needed {need} (one MAC per layer), "
+                        f"available {max_dsp}")
+    picks, budget = [], max_dsp
+    for (dsp, _, _, _), choice in zip(reversed(options), reversed(choices)):
+        k = int(choice[budget])
+        picks.append(k)
+        budget -= int(dsp[k])
+    picks.reverse()
+    stages = tuple(_stage(layer, o, k, act_bits, weight_bits)
+                   for layer, o, k in zip(layers, options, picks))
+    bram = sum(s.bram18 for s in stages)
+    if max_bram18 is not None and bram > max_bram18:
+        raise UserError(f"dataflow: over budget: RAMB18 needed {bram} (weights and line "
+                        f"buffers on chip), available {max_bram18}")
+    finite = best < inf
+    first = np.ones(len(best), dtype=bool)
+    first[1:] = best[1:] < best[:-1]
+    front = tuple((int(b), int(best[b])) for b in np.flatnonzero(finite & first))
+    return DataflowPlan(stages, front, "latency")
 
 
 def _check_weight_bits(layers, weight_bits, max_bram18):

@@ -53,6 +53,7 @@ def dataflow_report(plan: DataflowPlan, config: HardwareConfig, device: Device) 
     totals = _totals(plan.latency, ops, config.clock_mhz, plan.dsp, plan.bram18, device,
                      frames_cycles=plan.interval)
     totals["interval_cycles"] = plan.interval
+    key = "interval_cycles" if plan.objective == "throughput" else "latency_cycles"
     totals["compute_cycles"] = plan.latency
     layers = [{"name": s.name, "op": s.op, "ops": 2 * s.macs, "tm": s.tm, "tn": s.tn,
                "compute_cycles": s.cycles, "cycles": s.cycles,
@@ -62,7 +63,8 @@ def dataflow_report(plan: DataflowPlan, config: HardwareConfig, device: Device) 
               for s in plan.stages]
     return {"arch": "dataflow", "config": config_dict(config), "device": _device_dict(device),
             "totals": totals, "layers": layers,
-            "front": [{"dsp": d, "interval_cycles": c} for d, c in plan.front]}
+            "objective": plan.objective,
+            "front": [{"dsp": d, key: c} for d, c in plan.front]}
 
 
 COLUMNS = (("name", "layer", "{:<18}", 18), ("op", "op", "{:<6}", 6),
