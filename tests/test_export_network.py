@@ -52,6 +52,12 @@ def test_export_writes_files_image_vectors_and_manifest(saved, tmp_path):
     assert image[r.offset:r.offset + r.size] == fmap_bytes(x_int[:1], CONFIG.tn)
     # test vectors: every tensor of the golden model, both samples, in the feature-map layout
     values = golden.run(qmodel, x_int, keep=True)
+    expected_image = (out / "ddr_expected.bin").read_bytes()
+    first_fmap = min(r.offset for r in ddr_map.regions if r.kind == "fmap")
+    assert expected_image[:first_fmap] == image[:first_fmap]
+    for name, value in values.items():
+        np.testing.assert_array_equal(ddr_map.read_tensor(expected_image, f"fmap.{name}"),
+                                      value[:1])
     for name, value in values.items():
         layout = Layout("n (cb l) h w -> (n cb h w) l", {"l": CONFIG.tn}, bits=8,
                         signed=qmodel.format_of(name).signed, pad=True)

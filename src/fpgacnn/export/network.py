@@ -10,12 +10,13 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from fpgacnn import golden
-from fpgacnn.atomic import atomic_open
+from fpgacnn.atomic import atomic_open, atomic_path
 from fpgacnn.config import HardwareConfig
 from fpgacnn.export.ddr import (batch_one, finish_image, fmap_tensors, param_arrays, plan_ddr,
                                 write_at)
@@ -53,8 +54,9 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
     """Write everything into `out_dir`; returns the manifest (also written as manifest.json).
 
     `vectors`: a test input (float or integer, batch N); then `vectors/<tensor>.<fmt>` holds
-    every layer's input and output from the golden model, and the DDR image holds its first
-    sample in the input region. `progress`: a tqdm-like object updated once per file.
+    every layer's input and output from the golden model, the DDR image holds its first
+    sample in the input region, and `ddr_expected.bin` is the image with every feature map
+    region holding the golden value of that sample. `progress`: a tqdm-like object updated once per file.
     """
     module = format_module(fmt)
     out = Path(out_dir)
@@ -84,6 +86,8 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
     written([out / "ddr_map.json"], "ddr map", "ddr")
     if x_int is not None:
         values = golden.run(qmodel, x_int, keep=True)
+        write_expected_image(out, ddr_map, {t: v[:1] for t, v in values.items()})
+        written([out / "ddr_expected.bin"], "ddr image with golden feature maps", "ddr")
         for tensor in fmap_tensors(qmodel):
             region = ddr_map.region(f"fmap.{tensor}")
             value = values[tensor]
@@ -104,7 +108,18 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
     return manifest
 
 
+def write_expected_image(out: Path, ddr_map, fmaps: dict) -> None:
+    """ddr_expected.bin: ddr.bin with every feature map region holding the golden value, the
+    image an engine that ran the whole network should leave behind."""
+    with atomic_path(out / "ddr_expected.bin") as tmp:
+        shutil.copyfile(out / "ddr.bin", tmp)
+        with open(tmp, "r+b") as f:
+            for tensor, value in fmaps.items():
+                region = ddr_map.region(f"fmap.{tensor}")
+                write_at(f, region.offset, region.encode(value))
+
+
 def count_files(qmodel, ddr_map, with_vectors: bool) -> int:
     """How many progress steps export_network takes (for a progress bar)."""
     params = sum(1 for _ in param_arrays(qmodel, ddr_map))
-    return params + 2 + (len(fmap_tensors(qmodel)) if with_vectors else 0)
+    return params + 2 + (len(fmap_tensors(qmodel)) + 1 if with_vectors else 0)
