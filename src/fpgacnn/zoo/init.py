@@ -1,9 +1,10 @@
 """Seeded random weights for zoo models that have no trained weights available offline.
 
 Convolutions and linear layers get He (Kaiming) normal weights and small biases, BatchNorm
-layers random affine parameters and random running statistics, PReLU random slopes. The
-activations keep a sensible range through deep stacks, and BatchNorm folding changes the
-weights for real (not the identity fold that default statistics would give).
+layers random affine parameters, PReLU random slopes. BatchNorm running statistics are those
+of a seeded random batch (`calibrate_batchnorm`), so that every BatchNorm really normalises:
+activations keep a sensible range through deep residual stacks, and BatchNorm folding changes
+the weights for real (not the identity fold that default statistics would give).
 """
 
 import math
@@ -44,3 +45,25 @@ def _random_batchnorm(bn: nn.BatchNorm2d, gen: torch.Generator) -> None:
     bn.running_var.copy_(0.5 + torch.rand(c, generator=gen))
     if bn.num_batches_tracked is not None:
         bn.num_batches_tracked.zero_()
+
+
+def calibrate_batchnorm(module: nn.Module, input_shape, seed: int) -> nn.Module:
+    """Set every BatchNorm's running mean and variance to those of one seeded random batch.
+
+    >>> calibrate_batchnorm(seed_weights(resnet18(), 4), (4, 3, 64, 64), seed=4)
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not norms:
+        return module
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average: after one batch, that batch's statistics
+    was_training = module.training
+    module.train()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        module(torch.randn(input_shape, generator=gen))
+    for bn, momentum in zip(norms, momenta):
+        bn.momentum = momentum
+    return module.train(was_training)

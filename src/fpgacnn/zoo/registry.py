@@ -12,7 +12,7 @@ from fpgacnn.ir import Graph
 from fpgacnn.zoo import classic, mtcnn, resnet, squeezenet
 from fpgacnn.zoo.adaptive import adaptive_pool_inputs, fix_adaptive_pools
 from fpgacnn.zoo.digits import DigitsNet, digits_data, trained_digits_net
-from fpgacnn.zoo.init import seed_weights
+from fpgacnn.zoo.init import calibrate_batchnorm, seed_weights
 
 DATA = Path(__file__).parent / "data"
 
@@ -100,7 +100,8 @@ def load(name: str, input_shape=None) -> Graph:
 def _seeded_module(model: ZooModel) -> nn.Module:
     with torch.device("meta"):  # skip the default initialisation: seed_weights sets everything
         module = model.build()
-    return seed_weights(module.to_empty(device="cpu"), model.seed)
+    module = seed_weights(module.to_empty(device="cpu"), model.seed)
+    return calibrate_batchnorm(module, (4,) + model.default_shape[1:], model.seed)
 
 
 def check_input_shape(model: ZooModel, input_shape) -> tuple[int, int, int, int]:
