@@ -40,8 +40,11 @@ def roofline(report: dict, path) -> Path:
         ax.scatter(layer["ctc"], layer["attainable"], zorder=3)
         ax.annotate(layer["name"], (layer["ctc"], layer["attainable"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
+    from matplotlib.ticker import NullFormatter
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("computation to communication ratio (ops per DDR byte)")
     ax.set_ylabel("attainable performance (GOPS)")
     ax.set_title(f"roofline: Tm={cfg['tm']} Tn={cfg['tn']} on {report['device']['name']}")
