@@ -68,6 +68,12 @@ class LayerDescriptor:
     out_row_bytes: int = _f(24)     # written width * bytes per feature row
     out_plane_bytes: int = _f(32)   # written height * out_row_bytes
     weight_block_bytes: int = _f(24)  # one (output block, input block) of weights
+    in_tile_row_step: int = _f(12)  # tile_h * stride_h: input rows between tile rows
+    in_tile_col_step: int = _f(12)  # tile_w * stride_w
+    in_tile_row_bytes: int = _f(32)  # in_tile_row_step * in_row_bytes
+    pad_top_bytes: int = _f(24)     # pad_top * in_row_bytes
+    out_tile_row_bytes: int = _f(32)  # written rows per tile * out_row_bytes
+    out_block_bytes: int = _f(32)   # (Q / L) * out_plane_bytes: one output block of Q channels
     in_addr: int = _f(32)
     out_addr: int = _f(32)
     weight_addr: int = _f(32)
@@ -103,6 +109,7 @@ class LayerDescriptor:
 
 DESCRIPTOR_BITS = sum(f.metadata["bits"] for f in fields(LayerDescriptor))
 DESCRIPTOR_WORDS = -(-DESCRIPTOR_BITS // WORD_BITS)
+DESCRIPTOR_STRIDE = -(-DESCRIPTOR_WORDS * 4 // 64) * 64   # bytes between descriptors in DDR
 
 
 def descriptor_layout():
@@ -142,6 +149,9 @@ def check_config(config: HardwareConfig) -> None:
     if config.tm % config.tn:
         raise UserError(f"hardware config: tm = {config.tm} must be a multiple of tn = "
                         f"{config.tn}")
+    if (config.tm * config.weight_bits) % config.act_bits:
+        raise UserError(f"hardware config: a weight row (tm * tn * weight_bits bits) must be a "
+                        f"whole number of memory words")
     if (config.tm * PARAMS_PER_CHANNEL * 32) % config.ddr_width_bits:
         raise UserError(f"hardware config: tm * 128 = {config.tm * 128} bits of parameters "
                         f"is not a whole number of {config.ddr_width_bits}-bit words")
@@ -246,6 +256,11 @@ def compile_layer(layer, config: HardwareConfig, ddr_map, *, input_shape, input_
         in_plane_bytes=g.in_h * g.in_w * row, out_row_bytes=written_w * row,
         out_plane_bytes=written_h * written_w * row,
         weight_block_bytes=g.kernel[0] * g.kernel[1] * q * l * config.weight_bits // 8,
+        in_tile_row_step=tile_h * g.stride[0], in_tile_col_step=tile_w * g.stride[1],
+        in_tile_row_bytes=tile_h * g.stride[0] * g.in_w * row,
+        pad_top_bytes=g.padding[0] * g.in_w * row,
+        out_tile_row_bytes=(tile_h // 2 if pool else tile_h) * written_w * row,
+        out_block_bytes=q // l * written_h * written_w * row,
         in_addr=ddr_map["input"], out_addr=ddr_map["output"], weight_addr=ddr_map["weight"],
         param_addr=ddr_map["params"])
 
