@@ -272,3 +272,20 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         write_tensor(target, np.ones((2, 2), int), layout, "coe")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["w.coe"]
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32])
+@pytest.mark.parametrize("msb_first", [False, True])
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+@pytest.mark.parametrize("signed", [False, True])
+def test_whole_byte_lanes_in_bin(tmp_path, bits, msb_first, byteorder, signed):
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    x = np.random.default_rng(bits).integers(lo, hi, size=(6, 3), endpoint=True)
+    layout = Layout("a b -> a b", bits=bits, signed=signed, msb_first=msb_first)
+    options = FileOptions(byteorder=byteorder)
+    write_tensor(tmp_path / "x.bin", x, layout, "bin", options)
+    words = [word_int([int(v) for v in row], bits, msb_first) for row in x]
+    assert (tmp_path / "x.bin").read_bytes() == b"".join(
+        w.to_bytes(3 * bits // 8, byteorder) for w in words)
+    np.testing.assert_array_equal(read_tensor(tmp_path / "x.bin", layout, x.shape, "bin", options),
+                                  x)

@@ -56,7 +56,8 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
     `vectors`: a test input (float or integer, batch N); then `vectors/<tensor>.<fmt>` holds
     every layer's input and output from the golden model, the DDR image holds its first
     sample in the input region, and `ddr_expected.bin` is the image with every feature map
-    region holding the golden value of that sample. `progress`: a tqdm-like object updated once per file.
+    region holding the golden value of that sample. `progress`: a tqdm-like object updated
+    once per file.
     """
     module = format_module(fmt)
     out = Path(out_dir)

@@ -152,6 +152,11 @@ def from_bytes(data: bytes, g: WordGeometry, byteorder: str, where: str) -> np.n
     if len(data) % g.word_bytes:
         raise UserError(f"{where}: {len(data)} bytes is not a whole number of "
                         f"{g.word_bytes}-byte words")
+    if g.bits in (8, 16, 32) and g.word_bits == g.lanes * g.bits:
+        kind = "i" if g.signed else "u"
+        dtype = np.dtype(f"{'<' if byteorder == 'little' else '>'}{kind}{g.bits // 8}")
+        values = np.frombuffer(data, dtype=dtype).reshape(-1, g.lanes).astype(np.int64)
+        return values[:, ::-1] if g.msb_first == (byteorder == "little") else values
     raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, g.word_bytes)
     if byteorder == "little":
         raw = raw[:, ::-1]
