@@ -175,7 +175,8 @@ def exact_conv2d(x, w, stride=(1, 1), dilation=(1, 1), groups=1, what="conv") ->
 
 
 def pad_or_crop(x, pads, fill=0) -> np.ndarray:
-    """Pad (or crop, where a pad is negative) the last two axes: pads = (top, left, bottom, right)."""
+    """Pad (or crop, where a pad is negative) the last two axes; pads = (top, left, bottom,
+    right)."""
     t, l, b, r = (int(p) for p in pads)
     h, w = x.shape[-2:]
     x = x[..., max(0, -t):h - max(0, -b), max(0, -l):w - max(0, -r)]

@@ -2,8 +2,9 @@
 
 Each trainable tensor keeps a master copy `w` and a velocity `v`, both `update_bits` wide at
 one fixed fraction chosen at initialisation: the range is 4 times the power of two above
-the largest initial magnitude (at least 1), e.g. +-16 for weights up to 3.9. The learning rate, momentum and weight decay are `const_bits`-wide fixed-point
-constants (lr_q = lr_int * 2**-f_lr, ...). One step, with every product exact and every
+the largest initial magnitude (at least 1), e.g. +-16 for weights up to 3.9. The learning
+rate, momentum and weight decay are `const_bits`-wide fixed-point constants
+(lr_q = lr_int * 2**-f_lr, ...). One step, with every product exact and every
 division by a power of two rounded by the update rounding (nearest or stochastic):
 
     g' = grad brought to w's fraction                      (rounded right shift or exact left)

@@ -1,13 +1,18 @@
 """One training step as the Conv2d/Linear layers the engine would run (for the planner).
 
 `training_step_layers(graph, batch)` lists `(name, op, input_shape)`: first the forward
-Conv2d/Linear layers (`conv1`), then, in reverse order, each layer's backward GEMMs:
+Conv2d/Linear layers (`conv1`), then, in reverse order, each layer's backward GEMMs.
 
-| name               | Conv2d (N, Cin, H, W) -> (N, Cout, OH, OW)                | Linear (N, in) -> (N, out) |
-|--------------------|-----------------------------------------------------------|----------------------------|
-| `L.grad_input`     | Conv2d(Cout -> Cin, k, stride 1, dilation d, groups g) on dY with s-1 zeros inserted (padded/cropped) | Linear(out -> in) on dY (N, out) |
-| `L.grad_weight`    | Conv2d(g*N -> Cout, kernel OH x OW, stride d, dilation s, groups g) on X as (Cin/g, g*N, H, W) | Linear(N -> in) on dY^T (out, N) |
-| `L.grad_bias`      | Linear(N*OH*OW -> 1) on dY as (Cout, N*OH*OW)              | Linear(N -> 1) on dY^T (out, N) |
+For a Conv2d `(N, Cin, H, W) -> (N, Cout, OH, OW)` (stride s, dilation d, groups g):
+
+- `L.grad_input`: Conv2d(Cout -> Cin, k, stride 1, dilation d, groups g) on dY with s-1
+  zeros inserted between elements (padded, or cropped where a pad is negative)
+- `L.grad_weight`: Conv2d(g*N -> Cout, kernel OH x OW, stride d, dilation s, groups g) on X
+  viewed as (Cin/g, g*N, H, W)
+- `L.grad_bias`: Linear(N*OH*OW -> 1) on dY viewed as (Cout, N*OH*OW)
+
+For a Linear `(N, in) -> (N, out)`: `L.grad_input` Linear(out -> in) on dY (N, out);
+`L.grad_weight` Linear(N -> in) on dY^T (out, N); `L.grad_bias` Linear(N -> 1) on dY^T.
 
 An average pool's input gradient is a depthwise Conv2d (a k x k kernel of 1/count) on dY with
 zeros inserted, an upsample's a depthwise Conv2d (scale x scale ones, stride scale). Max pool
