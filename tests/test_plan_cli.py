@@ -116,7 +116,9 @@ def test_over_budget_names_resource_needed_available(capsys):
     (["--max-dsp", "0"], "--max-dsp"),
     (["--max-dsp", "99999"], "--max-dsp"),
     (["--max-dsp", "12.5"], "--max-dsp"),
-    (["--clock", "-100"], "clock_mhz"),
+    (["--clock", "-100"], "--clock"),
+    (["--clock", "0"], "--clock"),
+    (["--set", "clock_mhz=0"], "clock_mhz"),
     (["--bits", "0"], "act_bits"),
 ])
 def test_bad_parameters_one_line_exit_2(extra, field, capsys):

@@ -140,8 +140,11 @@ def build_config(args, device, source_bits, layers) -> HardwareConfig:
     if args.float32:
         changes.update(act_bits=32, weight_bits=32, acc_bits=32)
     if args.clock is not None:
+        if not args.clock > 0:
+            raise UserError(f"--clock must be a positive number of MHz, got {args.clock}")
         changes["clock_mhz"] = args.clock
     changes.update(parse_set(args.set))
+    HardwareConfig().with_(**changes)       # name a bad key or value before using it
     if "ddr_bytes_per_cycle" not in changes:
         rate = device.ddr_bytes_per_cycle(changes["clock_mhz"])
         width = changes.get("ddr_width_bits", HardwareConfig.ddr_width_bits)
