@@ -14,7 +14,6 @@ summed need `a + b - 1 + bit_length(K)` bits. Each Conv2d/Linear builds three su
 from fpgacnn.errors import UserError
 from fpgacnn.ir import ops
 from fpgacnn.ir.graph import Graph
-from fpgacnn.train.fixed import EXACT_FLOAT_BITS
 from fpgacnn.train.settings import Widths
 
 TRAINABLE = (ops.Conv2d, ops.Linear, ops.ReLU, ops.LeakyReLU, ops.PReLU, ops.Clip, ops.MaxPool,
@@ -71,9 +70,6 @@ def layer_sums(graph: Graph, node, batch: int) -> list[tuple[str, str, int]]:
 
 def check_widths(graph: Graph, widths: Widths, batch: int) -> None:
     """UserError naming the first layer whose accumulator cannot hold its worst-case sum."""
-    if widths.acc_bits > EXACT_FLOAT_BITS:
-        raise UserError(f"--acc-bits {widths.acc_bits}: at most {EXACT_FLOAT_BITS} "
-                        f"(the exact integer range of the training kernels)")
     width_of = {"act": widths.bits, "weight": widths.bits, "grad": widths.grad}
     for node in graph.nodes:
         if not isinstance(node.op, (ops.Conv2d, ops.Linear)):

@@ -7,7 +7,7 @@
 from dataclasses import dataclass
 
 from fpgacnn.errors import UserError
-from fpgacnn.train.fixed import ROUNDINGS
+from fpgacnn.train.fixed import EXACT_FLOAT_BITS, ROUNDINGS
 
 MAX_BITS = 16  # the widths a quantized model file holds (docs/numerics.md)
 
@@ -29,7 +29,7 @@ class Widths:
 
         for name, value, lo, hi in (("--bits", self.bits, 2, MAX_BITS),
                                     ("--grad-bits", self.grad, 2, MAX_BITS),
-                                    ("--acc-bits", self.acc_bits, 8, 64),
+                                    ("--acc-bits", self.acc_bits, 8, EXACT_FLOAT_BITS),
                                     ("--update-bits", self.update_bits, self.bits + 1,
                                      MAX_UPDATE_BITS)):
             if not isinstance(value, int) or not lo <= value <= hi:
