@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -62,51 +63,67 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
     module = format_module(fmt)
     out = Path(out_dir)
     ddr_map = plan_ddr(qmodel, config, layout_file)
-    files = {}
-
-    def written(paths, tensor, kind):
-        for p in paths:
-            files[str(Path(p).relative_to(out))] = {"tensor": tensor, "kind": kind}
-        if progress is not None:
-            progress.update(1)
-
     x_int = None if vectors is None else integer_input(qmodel, vectors)
-    with atomic_open(out / "ddr.bin", "wb") as ddr:
-        for region, array in param_arrays(qmodel, ddr_map):
-            rows = region.rows_of(array)  # once, for both the layer's file and the image
-            path = out / f"{file_stem(region.name)}{module.SUFFIX}"
-            written(write_rows(path, rows, region.layout, fmt, options, region.name),
-                    region.name, region.kind)
-            write_at(ddr, region.offset, to_bytes(rows, region.geometry, "little"))
-        for tensor, value in batch_one(qmodel, x_int).items():
-            region = ddr_map.region(f"fmap.{tensor}")
-            write_at(ddr, region.offset, region.encode(value))
-        finish_image(ddr, ddr_map.size)
-    written([out / "ddr.bin"], "ddr image", "ddr")
-    ddr_map.save(out / "ddr_map.json")
-    written([out / "ddr_map.json"], "ddr map", "ddr")
-    if x_int is not None:
-        values = golden.run(qmodel, x_int, keep=True)
-        write_expected_image(out, ddr_map, {t: v[:1] for t, v in values.items()})
-        written([out / "ddr_expected.bin"], "ddr image with golden feature maps", "ddr")
-        for tensor in fmap_tensors(qmodel):
-            region = ddr_map.region(f"fmap.{tensor}")
-            value = values[tensor]
-            value = value.reshape(value.shape + (1, 1)) if value.ndim == 2 else value
-            path = out / "vectors" / f"{file_stem(tensor)}{module.SUFFIX}"
-            rows = region.layout.rows(value, tensor)
-            written(write_rows(path, rows, region.layout, fmt, options, tensor), tensor,
-                    "vector")
-    manifest = {"format": MANIFEST_FORMAT, "model": qmodel.name, "file_format": fmt,
-                "options": dataclasses.asdict(options), "config": dataclasses.asdict(config),
-                "vectors": None if x_int is None else list(x_int.shape),
-                "files": {name: info | {"bytes": (out / name).stat().st_size,
-                                        "sha256": sha256_of(out / name)}
-                          for name, info in sorted(files.items())}}
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        files = _Written(out, hasher, progress)
+        with atomic_open(out / "ddr.bin", "wb") as ddr:
+            for region, array in param_arrays(qmodel, ddr_map):
+                rows = region.rows_of(array)  # once, for both the layer's file and the image
+                path = out / f"{file_stem(region.name)}{module.SUFFIX}"
+                files.add(write_rows(path, rows, region.layout, fmt, options, region.name),
+                          region.name, region.kind)
+                write_at(ddr, region.offset, to_bytes(rows, region.geometry, "little"))
+            for tensor, value in batch_one(qmodel, x_int).items():
+                region = ddr_map.region(f"fmap.{tensor}")
+                write_at(ddr, region.offset, region.encode(value))
+            finish_image(ddr, ddr_map.size)
+        files.add([out / "ddr.bin"], "ddr image", "ddr")
+        ddr_map.save(out / "ddr_map.json")
+        files.add([out / "ddr_map.json"], "ddr map", "ddr")
+        if x_int is not None:
+            _write_vectors(qmodel, ddr_map, x_int, out, module.SUFFIX, fmt, options, files)
+        manifest = {"format": MANIFEST_FORMAT, "model": qmodel.name, "file_format": fmt,
+                    "options": dataclasses.asdict(options), "config": dataclasses.asdict(config),
+                    "vectors": None if x_int is None else list(x_int.shape),
+                    "files": files.entries()}
     with atomic_open(out / "manifest.json") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
     return manifest
+
+
+class _Written:
+    """The files written so far; each is hashed in the background as soon as it is complete."""
+
+    def __init__(self, out: Path, hasher, progress):
+        self.out, self.hasher, self.progress = out, hasher, progress
+        self.files = {}
+
+    def add(self, paths, tensor: str, kind: str) -> None:
+        for p in paths:
+            name = str(Path(p).relative_to(self.out))
+            self.files[name] = ({"tensor": tensor, "kind": kind, "bytes": Path(p).stat().st_size},
+                                self.hasher.submit(sha256_of, p))
+        if self.progress is not None:
+            self.progress.update(1)
+
+    def entries(self) -> dict:
+        return {name: info | {"sha256": digest.result()}
+                for name, (info, digest) in sorted(self.files.items())}
+
+
+def _write_vectors(qmodel, ddr_map, x_int, out, suffix, fmt, options, files) -> None:
+    """Every tensor of the golden model in its feature-map layout, and ddr_expected.bin."""
+    values = golden.run(qmodel, x_int, keep=True)
+    write_expected_image(out, ddr_map, {t: v[:1] for t, v in values.items()})
+    files.add([out / "ddr_expected.bin"], "ddr image with golden feature maps", "ddr")
+    for tensor in fmap_tensors(qmodel):
+        region = ddr_map.region(f"fmap.{tensor}")
+        value = values[tensor]
+        value = value.reshape(value.shape + (1, 1)) if value.ndim == 2 else value
+        path = out / "vectors" / f"{file_stem(tensor)}{suffix}"
+        rows = region.layout.rows(value, tensor)
+        files.add(write_rows(path, rows, region.layout, fmt, options, tensor), tensor, "vector")
 
 
 def write_expected_image(out: Path, ddr_map, fmaps: dict) -> None:
