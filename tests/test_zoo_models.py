@@ -197,3 +197,42 @@ def test_yolov3_tiny_from_the_bundled_cfg():
     assert zoo.load("yolov3-tiny", (1, 3, 32, 32)).shapes["layer23_yolo"] == (1, 255, 2, 2)
     with pytest.raises(UserError, match="multiples of 32"):
         zoo.load("yolov3-tiny", (1, 3, 48, 64))
+
+
+def _alexnet_features_size(size):
+    for kernel, stride, pad in [(11, 4, 2), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 2, 0)]:
+        size = (size + 2 * pad - kernel) // stride + 1
+    return size
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(40, 480), st.integers(40, 480))
+def test_alexnet_accepts_exactly_the_sizes_its_adaptive_pool_can_be_fixed_at(h, w):
+    fh, fw = _alexnet_features_size(h), _alexnet_features_size(w)
+    pooling = fh >= 6 and fw >= 6 and fh % 6 == 0 and fw % 6 == 0
+    upsampling = fh >= 1 and fh == fw and 6 % fh == 0
+    try:
+        check_input_shape(MODELS["alexnet"], (1, 3, h, w))
+        accepted = True
+    except UserError:
+        accepted = False
+    assert accepted == (pooling or upsampling), (h, w, fh, fw)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from(["mtcnn-pnet", "squeezenet1_1", "resnet18"]), st.integers(8, 70),
+       st.integers(8, 70))
+def test_any_accepted_size_matches_the_module(name, h, w):
+    shape = (1, 3, h, w)
+    try:
+        module, example = zoo.torch_module(name, shape)
+    except UserError:
+        smallest = MODELS[name].smallest_shape[2]
+        assert min(h, w) < smallest
+        return
+    with torch.no_grad():
+        want = _as_tuple(module(example))
+    graph = load_model(f"zoo:{name}", shape)
+    got = run_float(graph, example.numpy())
+    for tensor, expected in zip(graph.outputs, want):
+        assert _rel_error(got[tensor], expected.numpy()) <= 1e-5, tensor
