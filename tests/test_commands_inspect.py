@@ -238,6 +238,8 @@ def test_factory_and_darknet_model_names(capsys, tmp_path, monkeypatch):
     assert report["totals"]["params"] == torch_param_count("mtcnn-pnet")
     status, _, err = run_failing(capsys, "inspect_factory_mod:without_example")
     assert status == 2 and "--input-shape" in err
+    dotted = inspect_json(capsys, "fpgacnn.zoo.mtcnn:ONet", "--input-shape", "1,3,48,48")
+    assert dotted["totals"]["params"] == torch_param_count("mtcnn-onet")
     from_file = inspect_json(capsys, str(DATA / "yolov3-tiny.cfg"), "--input-shape", "1,3,64,64")
     from_zoo = inspect_json(capsys, "zoo:yolov3-tiny", "--input-shape", "1,3,64,64")
     assert from_file["layers"] == from_zoo["layers"]
