@@ -92,6 +92,11 @@ def test_graph_model_and_qmodel(capsys, tmp_path):
     assert report["config"]["act_bits"] == 6 and report["config"]["weight_bits"] == 6
     assert [l["name"] for l in report["layers"]] == [l.name for l in qm.layers
                                                      if l.op.kind in ("Conv2d", "Linear")]
+    # the same layers (and fused pools) as the float graph gives
+    float_report = run_json(["plan", "zoo:digits", "--device", "xc7z020", "--bits", "6"],
+                            capsys)
+    cycles = [l["cycles"] for l in report["layers"]]
+    assert cycles == [l["cycles"] for l in float_report["layers"]]
 
 
 def test_unknown_device_lists_known(capsys):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from fpgacnn.errors import UserError
 from fpgacnn.ir import Graph, ops
-from fpgacnn.plan.workload import Layer, layer_from_op, layers_from_graph, named_workload
+from fpgacnn.plan.workload import (Layer, layer_from_op, layers_from_graph, named_workload,
+                                   with_fused_pool)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def _from_qmodel(path: str) -> Source:
         in_shapes = [shapes[t] for t in q.inputs]
         shapes[q.name] = tuple(q.op.output_shape(in_shapes))
         if isinstance(q.op, (ops.Conv2d, ops.Linear)):
-            layers.append(layer_from_op(q.name, q.op, in_shapes[0]))
+            users = [u.op for u in qm.layers if q.name in u.inputs]
+            layer = layer_from_op(q.name, q.op, in_shapes[0])
+            layers.append(with_fused_pool(layer, q.op, users, q.name in qm.outputs))
             act_bits.append(q.output.bits)
             weight_bits.append(q.weight_bits or q.output.bits)
         else:

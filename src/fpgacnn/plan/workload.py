@@ -108,20 +108,21 @@ def layers_from_graph(graph: Graph) -> list[Layer]:
     for node in graph.nodes:
         if isinstance(node.op, (ops.Conv2d, ops.Linear)):
             layer = layer_from_op(node.name, node.op, graph.input_shapes(node)[0])
-            if fused_pool(graph, node) and min(layer.r, layer.c) >= 2:
-                layer = replace(layer, pool=2)
-            layers.append(layer)
+            users = [n.op for n in graph.consumers(node.name)]
+            layers.append(with_fused_pool(layer, node.op, users, node.name in graph.outputs))
     return layers
 
 
-def fused_pool(graph: Graph, node) -> bool:
-    """True when a Conv2d's only consumer is a 2x2 stride-2 max-pool (the engine fuses it)."""
-    users = graph.consumers(node.name)
-    if not isinstance(node.op, ops.Conv2d) or len(users) != 1 or node.name in graph.outputs:
-        return False
-    pool = users[0].op
-    return (isinstance(pool, ops.MaxPool) and pool.kernel == (2, 2) and pool.stride == (2, 2)
-            and pool.padding == (0, 0, 0, 0) and not pool.ceil_mode)
+def with_fused_pool(layer: Layer, op, users, is_output: bool) -> Layer:
+    """`layer` with pool=2 when its only consumer is a 2x2 stride-2 max-pool (fused)."""
+    if (not isinstance(op, ops.Conv2d) or len(users) != 1 or is_output
+            or min(layer.r, layer.c) < 2):
+        return layer
+    pool = users[0]
+    if (isinstance(pool, ops.MaxPool) and pool.kernel == (2, 2) and pool.stride == (2, 2)
+            and pool.padding == (0, 0, 0, 0) and not pool.ceil_mode):
+        return replace(layer, pool=2)
+    return layer
 
 
 def other_nodes(graph: Graph) -> list:
