@@ -182,3 +182,23 @@ def test_errors_name_the_layer(qmodel):
         plan_ddr(qmodel, CONFIG.with_(act_bits=6))
     with pytest.raises(UserError, match="region fmap.x: tensor has shape"):
         build_ddr_image(qmodel, CONFIG, fmaps={"x": np.zeros((1, 3, 4, 4), int)})
+
+
+def test_float32_multipliers_and_activation_slopes():
+    """float32 mode stores the IEEE-754 bit pattern; a LeakyReLU slope is repeated per channel."""
+    import struct
+
+    rng = np.random.default_rng(7)
+    graph = Graph("leaky", {"x": (1, 3, 4, 4)}, [
+        Node("c", ops.Conv2d(3, 5, 1, activation=ops.LeakyReLU(0.1)), ("x",),
+             {"weight": rng.normal(size=(5, 3, 1, 1)).astype(np.float32),
+              "bias": rng.normal(size=5).astype(np.float32)})], ("c",))
+    calib = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
+    qmodel = quantize(graph, calib, QuantConfig(mode="float32", per_channel=True))
+    layer = qmodel.layer("c")
+    image, ddr_map = build_ddr_image(qmodel, CONFIG)
+    multipliers = np.broadcast_to(layer.requant.multiplier, (5,))
+    expected = b"".join(struct.pack("<f", float(m)) for m in multipliers) + bytes(4 * 11)
+    assert region_bytes(image, ddr_map, "c.multiplier") == expected
+    slope = np.broadcast_to(np.atleast_1d(layer.act_multiplier), (5,))
+    assert region_bytes(image, ddr_map, "c.act_multiplier") == channel_bytes(slope, 16, 4)
