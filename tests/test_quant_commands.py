@@ -87,3 +87,17 @@ def test_run_with_input_of_the_wrong_shape(files, tmp_path, capsys):
     _fails(["run", str(files / "q.npz"), "--input", str(tmp_path / "bad.npy"), "-o",
             str(tmp_path / "y.npy")], capsys, "input", "(2, 1, 5, 5)")
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_qat_command_trains_converts_and_reports(tmp_path, capsys):
+    out = tmp_path / "qat.npz"
+    assert main(["qat", "zoo:digits", "--scheme", "pow2", "--weight-bits", "4", "--epochs", "1",
+                 "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    qm = QModel.load(out)
+    assert qm.layer("conv1").weight_bits == 4
+    _, _, x_test, y_test = digits_data()
+    y = golden.run(qm, golden.quantize_input(qm, x_test))["fc"]
+    assert report["qat_accuracy"] == float(np.mean(y.argmax(1) == y_test))
+    _fails(["qat", "zoo:alexnet", "-o", str(tmp_path / "a.npz")], capsys, "--train")
+    assert not (tmp_path / "a.npz").exists()

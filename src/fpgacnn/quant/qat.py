@@ -1,0 +1,168 @@
+"""Quantization-aware training: fake-quant PyTorch modules whose forward pass IS the golden model.
+
+Each layer's forward value is computed by the golden integer kernel (`fpgacnn.golden.ops`) from
+the current integer weights, so it equals the golden model bit for bit; gradients flow through
+a float surrogate (the same layer on dequantized values, weights rounded with a straight-through
+estimator): value = surrogate + (exact - surrogate).detach(). Scales, zero points and
+requantization parameters stay those of the post-training model; weights and biases train.
+
+    >>> qat_model = QATModel(ptq_qmodel)             # from fpgacnn.quant.quantize
+    >>> train_qat(qat_model, x_train, y_train, epochs=8)
+    >>> qmodel = qat_model.convert()                 # a QModel with the trained integers
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from fpgacnn.errors import UserError
+from fpgacnn.golden.ops import run_layer
+from fpgacnn.ir import ops
+from fpgacnn.quant.model import QLayer, QModel
+from fpgacnn.quant.schemes import weight_dtype
+
+SUPPORTED = (ops.Conv2d, ops.Linear, ops.MaxPool, ops.Flatten, ops.ReLU)
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round(x) forward, identity backward (the straight-through estimator)."""
+    return x + (torch.round(x) - x).detach()
+
+
+class FakeQuantLayer(nn.Module):
+    """A conv or linear layer with trainable float weight/bias and fixed integer formats."""
+
+    def __init__(self, layer: QLayer, weight: np.ndarray, bias: np.ndarray | None):
+        super().__init__()
+        self.layer = layer
+        self.weight = nn.Parameter(torch.tensor(weight, dtype=torch.float64))
+        self.bias = None if bias is None else nn.Parameter(torch.tensor(bias, dtype=torch.float64))
+        shape = (-1,) + (1,) * (weight.ndim - 1)
+        self.register_buffer("w_scale", torch.tensor(layer.weight_scale).reshape(shape))
+        self.top = (1 << (layer.weight_bits - 1)) - 1
+
+    def integer_weight(self) -> torch.Tensor:
+        return torch.clamp(round_ste(self.weight / self.w_scale), -self.top, self.top)
+
+    def integer_bias(self, in_scale: float) -> torch.Tensor | None:
+        if self.bias is None:
+            return None
+        return round_ste(self.bias / (in_scale * self.w_scale.reshape(-1)))
+
+    def frozen(self, in_scale: float) -> QLayer:
+        """The QLayer with the current integers."""
+        w = self.integer_weight().detach().numpy().astype(weight_dtype(self.layer.weight_bits))
+        b = self.integer_bias(in_scale)
+        return replace(self.layer, weight=w,
+                       bias=None if b is None else b.detach().numpy().astype(np.int64))
+
+    def surrogate(self, x_real: torch.Tensor, in_scale: float) -> torch.Tensor:
+        """The layer in float on dequantized values (before requantization)."""
+        w = self.integer_weight() * self.w_scale
+        b = self.integer_bias(in_scale)
+        b = None if b is None else b * in_scale * self.w_scale.reshape(-1)
+        op = self.layer.op
+        if isinstance(op, ops.Linear):
+            return F.linear(x_real, w, b)
+        t, l, bo, r = op.padding
+        return F.conv2d(F.pad(x_real, (l, r, t, bo)), w, b, op.stride, 0, op.dilation, op.groups)
+
+
+class QATModel(nn.Module):
+    """The QModel's network with trainable weights; forward(x_codes) -> output codes."""
+
+    def __init__(self, qmodel: QModel):
+        super().__init__()
+        if qmodel.float_graph is None:
+            raise UserError(f"{qmodel.name}: QAT needs the float model inside the QModel")
+        self.qmodel = qmodel
+        self.fake = nn.ModuleDict()
+        for layer in qmodel.layers:
+            if not isinstance(layer.op, SUPPORTED):
+                raise UserError(f"layer {layer.name!r}: QAT supports Conv2d, Linear, MaxPool, "
+                                f"Flatten and ReLU, not {layer.kind}")
+            if layer.weight is not None:
+                node = qmodel.float_graph.node(layer.name)
+                self.fake[_key(layer.name)] = FakeQuantLayer(layer, node.params["weight"],
+                                                             node.params.get("bias"))
+
+    def forward(self, x_codes: torch.Tensor, keep: bool = False):
+        """Integer codes in (float64 tensor), output codes out; equal to golden.run."""
+        values = {next(iter(self.qmodel.input_shapes)): x_codes.to(torch.float64)}
+        for layer in self.qmodel.layers:
+            values[layer.name] = self._layer(layer, [values[t] for t in layer.inputs])
+        return values if keep else values[self.qmodel.outputs[0]]
+
+    def _layer(self, layer: QLayer, xs):
+        fmts = [self.qmodel.format_of(t) for t in layer.inputs]
+        fake = self.fake[_key(layer.name)] if _key(layer.name) in self.fake else None
+        frozen = fake.frozen(fmts[0].scale) if fake is not None else layer
+        exact = run_layer(frozen, [x.detach().numpy().astype(np.int64) for x in xs], fmts,
+                          self.qmodel.rounding)
+        exact = torch.from_numpy(exact.astype(np.float64))
+        surrogate = self._surrogate(layer, fake, xs[0], fmts[0])
+        return surrogate + (exact - surrogate).detach()
+
+    def _surrogate(self, layer, fake, x, fin):
+        op, fout = layer.op, layer.output
+        if isinstance(op, ops.MaxPool):
+            t, l, b, r = op.padding
+            x = F.pad(x, (l, r, t, b), value=float(fin.lo))
+            return F.max_pool2d(x, op.kernel, op.stride, ceil_mode=op.ceil_mode)
+        if isinstance(op, ops.Flatten):
+            return x.reshape(x.shape[0], -1)
+        if isinstance(op, ops.ReLU):
+            return torch.clamp(x, layer.out_lo, layer.out_hi)
+        real = fake.surrogate((x - fin.zero_point) * fin.scale, fin.scale)
+        return torch.clamp(real / fout.scale + fout.zero_point, layer.out_lo, layer.out_hi)
+
+    def logits(self, x_codes: torch.Tensor) -> torch.Tensor:
+        fmt = self.qmodel.format_of(self.qmodel.outputs[0])
+        return (self.forward(x_codes) - fmt.zero_point) * fmt.scale
+
+    def convert(self) -> QModel:
+        """A QModel holding the trained integer weights and biases."""
+        layers = []
+        for layer in self.qmodel.layers:
+            key = _key(layer.name)
+            if key in self.fake:
+                layer = self.fake[key].frozen(self.qmodel.format_of(layer.inputs[0]).scale)
+            layers.append(layer)
+        return replace_layers(self.qmodel, layers)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+def replace_layers(qmodel: QModel, layers) -> QModel:
+    return QModel(qmodel.name, qmodel.scheme, qmodel.mode, qmodel.rounding, qmodel.acc_bits,
+                  qmodel.input_shapes, qmodel.input_formats, layers, qmodel.outputs,
+                  qmodel.float_graph)
+
+
+def train_qat(model: QATModel, x_codes: np.ndarray, labels: np.ndarray, epochs: int = 8,
+              lr: float = 1e-3, batch: int = 64, seed: int = 0) -> list[float]:
+    """Fine-tune with Adam on cross-entropy of the dequantized logits; returns epoch losses."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x_all = torch.from_numpy(np.asarray(x_codes, np.float64))
+    y_all = torch.from_numpy(np.asarray(labels, np.int64))
+    losses = []
+    for _ in tqdm(range(epochs), desc="QAT", unit="epoch", leave=False):
+        order = rng.permutation(len(x_all))
+        total = 0.0
+        for start in range(0, len(order), batch):
+            idx = torch.from_numpy(order[start:start + batch])
+            loss = F.cross_entropy(model.logits(x_all[idx]), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / len(order))
+    return losses
