@@ -35,14 +35,12 @@ VGG16_3X3 = [("conv1_1", 3, 64, 224), ("conv1_2", 64, 64, 224), ("conv2_1", 64, 
              ("conv5_3", 512, 512, 14)]
 
 
-def pysim_cycles_per_second(accelerator, config, image, args, cycles):
-    """Cycles per second of Amaranth's Python simulator running `accelerator` on `image`."""
+def pysim_cycles_per_second(top, config, image, args, cycles):
+    """Cycles per second of Amaranth's Python simulator running `top` (a SimTop) on `image`."""
     from amaranth.sim import Simulator
 
-    from fpgacnn.hw.verilog import SimTop
     from fpgacnn.sim.ddr import DDRModel, add_ddr_process
 
-    top = SimTop(accelerator)
     sim = Simulator(top)
     sim.add_clock(1e-8)
     add_ddr_process(sim, DDRModel.from_config(bytearray(image), config), rd=top.rd, wr=top.wr)
@@ -59,15 +57,15 @@ def pysim_cycles_per_second(accelerator, config, image, args, cycles):
 
 
 def speed_memcopy(config, size):
-    from fpgacnn.hw.verilog import MemoryCopy
+    from fpgacnn.hw.verilog import MemoryCopy, SimTop
     from fpgacnn.sim.runtime import SimulatedDevice
 
     device = SimulatedDevice(MemoryCopy.from_config(config), config)
     device.load(bytes(2 * size))
     device.start(0, size, size)
     run = device.wait()
-    peer = pysim_cycles_per_second(MemoryCopy.from_config(config), config, bytes(2 * size),
-                                   [0, size, size], 3000)
+    peer = pysim_cycles_per_second(SimTop(MemoryCopy.from_config(config)), config,
+                                   bytes(2 * size), [0, size, size], 3000)
     return run, peer
 
 
@@ -109,14 +107,14 @@ def utilization(config, layers):
 
 def engine_pysim_speed(config, layer, cycles):
     """Amaranth's Python simulator on the engine running `layer`'s image (the peer)."""
-    from fpgacnn.hw.engine import Engine
+    from fpgacnn.hw.verilog import engine_top
     from fpgacnn.sim.check import build_engine_image
 
     _, cin, cout, size = layer
     qmodel, x = conv_qmodel(cin, cout, size)
     image = build_engine_image(qmodel, config, x)
     start = image.descriptors[qmodel.layers[0].name]
-    return pysim_cycles_per_second(Engine(config), config, image.image, [start], cycles)
+    return pysim_cycles_per_second(engine_top(config), config, image.image, [start], cycles)
 
 
 def main(argv=None):

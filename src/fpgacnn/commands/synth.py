@@ -26,11 +26,11 @@ def build_design(name, config):
     if name == "memcopy":
         return SimTop(MemoryCopy.from_config(config))
     try:
-        from fpgacnn.hw.engine import Engine
+        from fpgacnn.hw.verilog import engine_top
+        return engine_top(config)
     except ImportError:
         raise UserError("synth: the engine (fpgacnn.hw.engine) is not part of this version; "
                         "--design memcopy synthesises the memory side alone") from None
-    return SimTop(Engine(config))
 
 
 def synth_report(config, design="engine", progress=None):

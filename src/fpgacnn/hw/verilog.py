@@ -7,8 +7,9 @@ An accelerator the harness can run is a `wiring.Component` with these members:
   writes are acknowledged by memory;
 - `args: In(data.ArrayLayout(32, N_ARGS))` (optional): run arguments, e.g. the DDR address
   of the program of layer descriptors;
-- `status: Out(32)` (optional): where the controller is (state, layer, tile...); the harness
-  reports it when a run stops at the cycle limit;
+- `status: Out(...)` (optional): where the controller is (state, layer, tile...); the harness
+  reports it when a run stops at the cycle limit (`SimTop(..., status_ports=[...])` packs
+  several outputs instead; `SimTop(..., arg_ports=[...])` feeds named inputs from `args`);
 - any number of memory masters: members `Out(ReadPortSignature(...))` and
   `Out(WritePortSignature(...))` of `fpgacnn.hw.memport`, all with the same data width.
 
@@ -21,7 +22,9 @@ read port `rd` and at most one write port `wr`, as a board with one AXI4 port wo
 True
 """
 
-from amaranth import Module, Signal
+import sys
+
+from amaranth import Cat, Module, Shape, Signal
 from amaranth.back import verilog
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -47,42 +50,79 @@ def memory_masters(component):
 
 
 class SimTop(wiring.Component):
-    """The harness's view of an accelerator: start/args/busy/status, one `rd`, one `wr`."""
+    """The harness's view of an accelerator: start/args/busy/status, one `rd`, one `wr`.
 
-    def __init__(self, accelerator, max_outstanding=16):
+    `arg_ports` names the accelerator's inputs fed by `args[0]`, `args[1]`, ... (default: its
+    `args` array); `status_ports` names its outputs packed into `status`, least significant
+    first (default: its `status`), e.g. the controller's state and tile counters.
+    """
+
+    STATUS_BITS = 64
+
+    def __init__(self, accelerator, max_outstanding=16, arg_ports=None, status_ports=None):
         self.accelerator, self.max_outstanding = accelerator, max_outstanding
         members = accelerator.signature.members
-        for name in ("start", "busy"):
+        kind = type(accelerator).__name__
+        for name in ("start", "busy", *(arg_ports or ()), *(status_ports or ())):
             if name not in members:
-                raise TypeError(f"Accelerator {type(accelerator).__name__} has no `{name}` "
-                                f"port, which the harness needs")
+                raise TypeError(f"Accelerator {kind} has no `{name}` port, which the harness "
+                                f"needs")
+        self.arg_ports = list(arg_ports or ())
+        if len(self.arg_ports) > N_ARGS:
+            raise TypeError(f"At most {N_ARGS} argument ports, not {len(self.arg_ports)}")
+        default_status = ["status"] if "status" in members else []
+        self.status_fields = [(n, Shape.cast(members[n].shape).width)
+                              for n in (status_ports if status_ports is not None
+                                        else default_status)]
+        if sum(w for _, w in self.status_fields) > self.STATUS_BITS:
+            raise TypeError(f"Status ports {[n for n, _ in self.status_fields]} of {kind} are "
+                            f"wider than {self.STATUS_BITS} bits")
         self.reads, self.writes = memory_masters(accelerator)
         if len(self.writes) > 1:
-            raise TypeError(f"Accelerator {type(accelerator).__name__} has {len(self.writes)} "
-                            f"write ports ({', '.join(self.writes)}); the harness takes one")
+            raise TypeError(f"Accelerator {kind} has {len(self.writes)} write ports "
+                            f"({', '.join(self.writes)}); the harness takes one")
         widths = {members[n].signature.data_width for n in self.reads + self.writes}
         if len(widths) > 1:
-            raise TypeError(f"Memory masters of {type(accelerator).__name__} have different "
-                            f"data widths {sorted(widths)}")
+            raise TypeError(f"Memory masters of {kind} have different data widths "
+                            f"{sorted(widths)}")
         self.data_width = widths.pop() if widths else 64
         super().__init__({
             "start": In(1),
             "args": In(data.ArrayLayout(32, N_ARGS)),
             "busy": Out(1),
-            "status": Out(32),
+            "status": Out(self.STATUS_BITS),
             "rd": Out(ReadPortSignature(self.data_width, ADDR_WIDTH)),
             "wr": Out(WritePortSignature(self.data_width, ADDR_WIDTH)),
         })
+
+    def describe_status(self, status):
+        """`status` read back as the named fields, e.g. `state=RUN layer=0 tile_r=3`."""
+        describe = getattr(self.accelerator, "describe_status", None)
+        if describe:
+            return describe(status)
+        if not self.status_fields:
+            return f"status 0x{status:x}"
+        parts = []
+        for name, width in self.status_fields:
+            value = status & ((1 << width) - 1)
+            status >>= width
+            names = getattr(sys.modules[type(self.accelerator).__module__], "STATES", None)
+            if name == "state" and names and value < len(names):
+                value = names[value]
+            parts.append(f"{name}={value}")
+        return " ".join(parts)
 
     def elaborate(self, platform):
         m = Module()
         acc = m.submodules.accelerator = self.accelerator
         members = acc.signature.members
         m.d.comb += [acc.start.eq(self.start), self.busy.eq(acc.busy)]
-        if "args" in members:
+        if not self.arg_ports and "args" in members:
             m.d.comb += acc.args.eq(self.args)
-        if "status" in members:
-            m.d.comb += self.status.eq(acc.status)
+        for index, name in enumerate(self.arg_ports):
+            m.d.comb += getattr(acc, name).eq(self.args[index])
+        if self.status_fields:
+            m.d.comb += self.status.eq(Cat(*(getattr(acc, n) for n, _ in self.status_fields)))
         self._connect_reads(m, [getattr(acc, n) for n in self.reads])
         if self.writes:
             wiring.connect(m, wiring.flipped(self.wr), getattr(acc, self.writes[0]))
@@ -99,6 +139,20 @@ class SimTop(wiring.Component):
             for port, master in zip(ports, arbiter.masters()):
                 wiring.connect(m, port, master)
             wiring.connect(m, wiring.flipped(self.rd), arbiter.mem)
+
+
+ENGINE_STATUS = ("state", "layer", "tile_r", "tile_c", "mb", "nb")
+
+
+def engine_top(config, max_outstanding=16):
+    """SimTop of the engine of `config`: `args[0]` is the address of the first descriptor and
+    `status` holds the controller's state, layer, tile and block counters."""
+    from fpgacnn.hw.engine import Engine
+
+    engine = Engine(config)
+    members = engine.signature.members
+    return SimTop(engine, max_outstanding, arg_ports=["desc_addr"],
+                  status_ports=[n for n in ENGINE_STATUS if n in members])
 
 
 def verilog_text(top, name=TOP_NAME):

@@ -129,8 +129,9 @@ def engine_device(config):
     from fpgacnn.sim.runtime import SimulatedDevice
 
     try:
-        from fpgacnn.hw.engine import Engine
+        from fpgacnn.hw.verilog import engine_top
+        top = engine_top(config)
     except ImportError:
         raise UserError("sim: the engine (fpgacnn.hw.engine) is not part of this version") \
             from None
-    return SimulatedDevice(Engine(config), config)
+    return SimulatedDevice(top, config)

@@ -171,9 +171,9 @@ int main(int argc, char **argv) {
     if (!out_file) usage_error(("cannot write " + opt.image_out).c_str());
     std::string error;
     for (char c : ddr.error) error += (c == '"' || c == '\\') ? '\'' : c;
-    printf("{\"finished\": %s, \"cycles\": %llu, \"status\": %u, \"bytes_read\": %llu, "
+    printf("{\"finished\": %s, \"cycles\": %llu, \"status\": %llu, \"bytes_read\": %llu, "
            "\"bytes_written\": %llu, \"seconds\": %.6f, \"error\": \"%s\"}\n",
-           finished ? "true" : "false", (unsigned long long)cycle, (unsigned)top->status,
+           finished ? "true" : "false", (unsigned long long)cycle, (unsigned long long)bits_get(top->status, 0, 64),
            (unsigned long long)ddr.bytes_read, (unsigned long long)ddr.bytes_written, seconds,
            error.c_str());
     return 0;

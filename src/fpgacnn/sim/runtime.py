@@ -53,9 +53,12 @@ class SimulatedDevice:
     """An accelerator simulated by Verilator against a DDR model of `config`."""
 
     def __init__(self, accelerator, config, max_outstanding=16, trace=False):
-        self.accelerator, self.config = accelerator, config
-        self.max_outstanding = max_outstanding
-        self.executable = build_simulator(SimTop(accelerator, max_outstanding), trace=trace)
+        """`accelerator`: a component following hw/verilog.py's conventions, or a SimTop."""
+        self.top = accelerator if isinstance(accelerator, SimTop) \
+            else SimTop(accelerator, max_outstanding)
+        self.config = config
+        self.max_outstanding = self.top.max_outstanding
+        self.executable = build_simulator(self.top, trace=trace)
         self.vcd = None         # with trace=True: the path of the VCD file the next run writes
         self.memory = bytearray()
         self._args = None
@@ -118,9 +121,8 @@ class SimulatedDevice:
                          report["bytes_read"], report["bytes_written"], report["seconds"])
 
     def describe_status(self, status):
-        """The accelerator's own reading of its status word, if it has one."""
-        describe = getattr(self.accelerator, "describe_status", None)
-        return describe(status) if describe else f"status 0x{status:08x}"
+        """Where the controller was, read from the status word."""
+        return self.top.describe_status(status)
 
     def _check_range(self, offset, size):
         if offset < 0 or size < 0 or offset + size > len(self.memory):
