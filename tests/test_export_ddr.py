@@ -94,27 +94,29 @@ def region_bytes(image, ddr_map, name):
     return image[r.offset:r.offset + r.size]
 
 
-def test_parameters_follow_the_convention(qmodel, x_int):
-    image, ddr_map = build_ddr_image(qmodel, CONFIG, input_int=x_int)
+@pytest.mark.parametrize("tm, tn", [(16, 8), (3, 4), (8, 2)])
+def test_parameters_follow_the_convention(qmodel, x_int, tm, tn):
+    config = CONFIG.with_(tm=tm, tn=tn)
+    image, ddr_map = build_ddr_image(qmodel, config, input_int=x_int)
     for layer in qmodel.layers:
         if layer.weight is None:
             continue
         w = layer.weight if layer.weight.ndim == 4 else layer.weight[:, :, None, None]
         groups = getattr(layer.op, "groups", 1)
         per_group = np.split(w, groups)
-        expected = b"".join(weight_bytes(part, CONFIG.tm, CONFIG.tn) for part in per_group)
+        expected = b"".join(weight_bytes(part, config.tm, config.tn) for part in per_group)
         assert region_bytes(image, ddr_map, f"{layer.name}.weight") == expected, layer.name
         assert region_bytes(image, ddr_map, f"{layer.name}.bias") == \
-            channel_bytes(layer.bias, CONFIG.tm, 4)
+            channel_bytes(layer.bias, config.tm, 4)
         channels = layer.weight.shape[0]
         multiplier = np.broadcast_to(layer.requant.multiplier, (channels,))
         assert region_bytes(image, ddr_map, f"{layer.name}.multiplier") == \
-            channel_bytes(multiplier, CONFIG.tm, 4)
+            channel_bytes(multiplier, config.tm, 4)
         assert region_bytes(image, ddr_map, f"{layer.name}.shift") == \
-            channel_bytes(np.broadcast_to(layer.requant.shift, (channels,)), CONFIG.tm, 1)
-    # the depthwise conv: 20 groups of one output channel, each padded to a 16 x 8 block
+            channel_bytes(np.broadcast_to(layer.requant.shift, (channels,)), config.tm, 1)
+    # the depthwise conv: 20 groups of one output channel, each padded to a Q x L block
     assert ddr_map.region("dw.weight").rows == 20 * 9
-    assert region_bytes(image, ddr_map, "fmap.x") == fmap_bytes(x_int[:1], CONFIG.tn)
+    assert region_bytes(image, ddr_map, "fmap.x") == fmap_bytes(x_int[:1], config.tn)
     assert not any(region_bytes(image, ddr_map, "fmap.a"))
 
 

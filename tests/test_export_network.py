@@ -107,3 +107,23 @@ def test_export_errors(saved, tmp_path, capsys):
                  "-o", str(tmp_path / "o")]) == 2
     assert "missing.npz" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_too_wide_parameter_fails_or_saturates(saved, tmp_path, capsys):
+    directory, qmodel, _ = saved
+    (tmp_path / "narrow.toml").write_text('[layouts.b8]\npattern = "(mb q) -> mb q"\n'
+                                          'sizes = { q = 16 }\nbits = 8\npad = true\n'
+                                          '[kinds]\nbias = "b8"\n')
+    bias = qmodel.layer("a").bias
+    assert np.abs(bias).max() > 127  # the test needs a bias that does not fit 8 bits
+    args = ["export", str(directory / "small.q.npz"), "--format", "npy", "--layout",
+            str(tmp_path / "narrow.toml")]
+    assert main([*args, "-o", str(tmp_path / "fail")]) == 2
+    err = capsys.readouterr().err
+    assert "tensor a.bias: value" in err and "does not fit 8-bit signed" in err
+    assert not (tmp_path / "fail" / "manifest.json").exists()
+    assert main([*args, "--saturate", "-o", str(tmp_path / "ok")]) == 0
+    stored = np.load(tmp_path / "ok" / "a.bias.npy")
+    padded = np.zeros(16, np.int64)
+    padded[:len(bias)] = np.clip(bias, -128, 127)
+    np.testing.assert_array_equal(stored.ravel(), padded)

@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
                         help=".mem: an @address line every N words")
     parser.add_argument("--vectors", metavar="X.npy",
                         help="test input (float, or integers in the model's input format)")
+    parser.add_argument("--saturate", action="store_true",
+                        help="clamp parameters that do not fit their width instead of failing")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
@@ -56,7 +58,7 @@ def run(args):
     with tqdm(total=total, desc="export", unit="file", file=sys.stderr,
               disable=None) as progress:
         manifest = export_network(qmodel, args.output, args.format, config, layout_file,
-                                  options, vectors, progress)
+                                  options, vectors, progress, args.saturate)
     if args.json:
         print(json.dumps(manifest, indent=1, sort_keys=True))
     else:

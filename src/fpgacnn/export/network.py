@@ -51,14 +51,15 @@ def integer_input(qmodel, x) -> np.ndarray:
 
 def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareConfig(),
                    layout_file: LayoutFile | None = None, options: FileOptions = FileOptions(),
-                   vectors=None, progress=None) -> dict:
+                   vectors=None, progress=None, saturating: bool = False) -> dict:
     """Write everything into `out_dir`; returns the manifest (also written as manifest.json).
 
     `vectors`: a test input (float or integer, batch N); then `vectors/<tensor>.<fmt>` holds
     every layer's input and output from the golden model, the DDR image holds its first
     sample in the input region, and `ddr_expected.bin` is the image with every feature map
     region holding the golden value of that sample. `progress`: a tqdm-like object updated
-    once per file.
+    once per file. `saturating`: clamp parameters that do not fit their layout's width instead
+    of failing (feature maps always fit: their width is checked against the model's).
     """
     module = format_module(fmt)
     out = Path(out_dir)
@@ -68,7 +69,8 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
         files = _Written(out, hasher, progress)
         with atomic_open(out / "ddr.bin", "wb") as ddr:
             for region, array in param_arrays(qmodel, ddr_map):
-                rows = region.rows_of(array)  # once, for both the layer's file and the image
+                # once, for both the layer's file and the image
+                rows = region.rows_of(array, saturating)
                 path = out / f"{file_stem(region.name)}{module.SUFFIX}"
                 files.add(write_rows(path, rows, region.layout, fmt, options, region.name),
                           region.name, region.kind)
