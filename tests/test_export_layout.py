@@ -121,7 +121,7 @@ def expected_words(layout, tensor):
     return [word_int(w, layout.bits, layout.msb_first) for w in words], word_bits
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(layout_cases(), st.sampled_from([2, 16]))
 def test_text_formats_equal_nested_loops(tmp_path_factory, case, radix):
     layout, tensor = case
@@ -149,7 +149,7 @@ def test_text_formats_equal_nested_loops(tmp_path_factory, case, radix):
                                       tensor)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(layout_cases(), st.sampled_from(["little", "big"]))
 def test_binary_formats_equal_nested_loops(tmp_path_factory, case, byteorder):
     layout, tensor = case
