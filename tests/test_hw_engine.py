@@ -57,7 +57,10 @@ def place(regions):
 
 def run_engine(config, layer, x, in_fmt, pool=False, rounding="half_up", max_cycles=200_000):
     c, h, w = x.shape
-    out = run_layer(layer, [x[None]], [in_fmt], rounding)[0]          # golden (M, OH, OW)
+    if isinstance(layer.op, ops.Linear):              # a 1x1 convolution on a 1x1 map
+        out = run_layer(layer, [x.reshape(1, c)], [in_fmt], rounding).reshape(-1, 1, 1)
+    else:
+        out = run_layer(layer, [x[None]], [in_fmt], rounding)[0]      # golden (M, OH, OW)
     if pool:
         m_, oh, ow = out.shape
         out = out[:, :oh // 2 * 2, :ow // 2 * 2].reshape(m_, oh // 2, 2, ow // 2, 2).max(
@@ -65,7 +68,8 @@ def run_engine(config, layer, x, in_fmt, pool=False, rounding="half_up", max_cyc
     m_, oh, ow = out.shape
     l = config.tn
     x_bytes = pack_feature_map(x, l)
-    w_bytes = pack_weights(layer.weight.reshape(m_, c, *layer.weight.shape[2:]), config.tm, l)
+    weight = layer.weight if layer.weight.ndim == 4 else layer.weight.reshape(m_, c, 1, 1)
+    w_bytes = pack_weights(weight, config.tm, l)
     p_bytes = pack_params(layer, config)
     out_size = -(-m_ // l) * l * oh * ow
     image, ddr = place([("program", 128), ("input", len(x_bytes)), ("weight", len(w_bytes)),
@@ -149,3 +153,52 @@ def test_engine_conv_3x3_padded_matches_golden():
     x = rng.integers(0, 256, size=(5, 5, 6))
     got, want, _ = run_engine(config, layer, x, in_fmt)
     np.testing.assert_array_equal(got, want)
+
+
+@st.composite
+def conv_cases(draw):
+    config = draw(st.sampled_from(CONFIGS))
+    k = draw(st.integers(1, config.max_kernel))
+    s = draw(st.integers(1, config.max_stride))
+    p = draw(st.integers(0, min(k - 1, 3)))
+    h = draw(st.integers(max(1, k - 2 * p), max(1, k - 2 * p) + 5))
+    w = draw(st.integers(max(1, k - 2 * p), max(1, k - 2 * p) + 5))
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    pool = draw(st.booleans()) and oh >= 2 and ow >= 2
+    return dict(config=config, n=draw(st.integers(1, 9)), m=draw(st.integers(1, 10)), k=k,
+                s=s, p=p, h=h, w=w, pool=pool, mode=draw(st.sampled_from(
+                    ["shift", "gemmlowp", "single_round"])),
+                rounding=draw(st.sampled_from(["half_up", "half_even", "truncate"])),
+                act=draw(st.sampled_from(["none", "relu", "leaky", "prelu"])),
+                in_signed=draw(st.booleans()), seed=draw(st.integers(0, 1 << 30)))
+
+
+def _input(rng, c, h, w, signed):
+    fmt = TensorFormat(8, signed, 0.1, int(rng.integers(-20, 20)) if signed else
+                       int(rng.integers(0, 40)))
+    return fmt, rng.integers(fmt.lo, fmt.hi + 1, size=(c, h, w))
+
+
+@settings(max_examples=25, deadline=None, phases=NO_SHRINK)
+@given(conv_cases())
+def test_engine_conv_sweep_matches_golden(c):
+    rng = np.random.default_rng(c["seed"])
+    layer = make_layer(rng, c["n"], c["m"], c["k"], c["s"], c["p"], c["mode"], c["rounding"],
+                       c["act"])
+    in_fmt, x = _input(rng, c["n"], c["h"], c["w"], c["in_signed"])
+    got, want, _ = run_engine(c["config"], layer, x, in_fmt, pool=c["pool"],
+                              rounding=c["rounding"])
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=8, deadline=None, phases=NO_SHRINK)
+@given(st.sampled_from(CONFIGS), st.integers(1, 20), st.integers(1, 12),
+       st.sampled_from(["shift", "gemmlowp", "single_round"]),
+       st.sampled_from(["half_up", "half_even", "truncate"]), st.integers(0, 1 << 30))
+def test_engine_linear_matches_golden(config, n, m, mode, rounding, seed):
+    rng = np.random.default_rng(seed)
+    layer = make_layer(rng, n, m, 1, 1, 0, mode, rounding, "relu", linear=True)
+    in_fmt, x = _input(rng, n, 1, 1, bool(seed & 1))
+    got, want, _ = run_engine(config, layer, x, in_fmt, rounding=rounding)
+    np.testing.assert_array_equal(got, want)
+
