@@ -45,6 +45,9 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head`: the reader is gone, nothing to report
+        sys.stderr.close()
+        return 0
     return int(status or 0)
 
 
