@@ -9,6 +9,7 @@ import torch
 
 from fpgacnn.errors import UserError
 from fpgacnn.golden.convert import dequantize, quantize_tensor
+from fpgacnn.golden import int8_gemm
 from fpgacnn.golden.kernels import conv2d_int, matmul_int, window_max, window_sum
 from fpgacnn.golden.requant import finish, requantize
 from fpgacnn.ir import Node, ops
@@ -20,16 +21,34 @@ def accumulate(layer: QLayer, x, fmt: TensorFormat) -> np.ndarray:
     """The int accumulator of a conv or linear layer: sum (x - zp_x) * w, plus bias.
 
     Padding holds the input zero point, so it contributes 0 after the subtraction.
+    8-bit layers use the int8 GEMM, others exact float64 (same values, see kernels.py).
     """
-    xs = np.asarray(x, np.int64) - fmt.zero_point
     op = layer.op
-    if isinstance(op, ops.Conv2d):
-        acc = conv2d_int(xs, layer.weight, op.stride, op.padding, op.dilation, op.groups)
+    w = layer.weight
+    terms = int(np.prod(w.shape[1:]))
+    groups = op.groups if isinstance(op, ops.Conv2d) else 1
+    if int8_gemm.usable(fmt.bits, _weight_bits(layer), terms, groups):
+        if isinstance(op, ops.Conv2d):
+            acc = int8_gemm.conv_acc(x, fmt.zero_point, fmt.signed, w, op)
+        else:
+            acc = int8_gemm.linear_acc(x, fmt.zero_point, fmt.signed, w)
     else:
-        acc = matmul_int(xs, layer.weight)
+        xs = np.asarray(x, np.int64) - fmt.zero_point
+        if isinstance(op, ops.Conv2d):
+            acc = conv2d_int(xs, w, op.stride, op.padding, op.dilation, op.groups)
+        else:
+            acc = matmul_int(xs, w)
     if layer.bias is not None:
         acc = acc + layer.bias.reshape((1, -1) + (1,) * (acc.ndim - 2))
     return acc
+
+
+def _weight_bits(layer: QLayer) -> int:
+    """Declared weight width, checked against the values (a wider value never takes int8)."""
+    w = layer.weight
+    peak = max(int(w.max()), -int(w.min())) if w.size else 0
+    needed = max(peak.bit_length() + 1, 2)
+    return max(needed, layer.weight_bits or 0)
 
 
 def conv_or_linear(layer, xs, fmts, rounding):
