@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from fpgacnn import cli

@@ -247,3 +247,54 @@ def test_window_parameters_sweep(k, s, p, d, ceil, include, hw):
     p = min(p, k // 2)  # PyTorch's limit for pooling padding
     check(nn.MaxPool2d(k, s, p, ceil_mode=ceil), (1, 2, hw, hw - 1))
     check(nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=include), (1, 2, hw, hw + 1))
+
+
+# ---- the torch.export fallback --------------------------------------------------------------
+
+class SizeDependent(nn.Module):
+    """Control flow on the input size: torch.fx cannot trace it, torch.export can."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(), nn.Linear(12 * 4 * 4, 5))
+
+    def forward(self, x):
+        if x.shape[-1] % 2:
+            x = F.pad(x, (0, 1, 0, 1))
+        y = F.relu(self.bn(self.conv(x)))
+        y = torch.cat([y, F.interpolate(F.max_pool2d(y, 2), scale_factor=2)], 1)
+        return self.head(F.adaptive_avg_pool2d(y, 4)), y.mean((2, 3))
+
+
+def test_size_dependent_control_flow_goes_through_torch_export():
+    with pytest.raises(Exception, match="control flow"):
+        torch.fx.symbolic_trace(SizeDependent())
+    graph = check(SizeDependent(), (1, 3, 8, 8))
+    assert [n.name for n in graph.nodes][:3] == ["conv", "bn", "relu"]
+    assert "head.2" in [n.name for n in graph.nodes]
+
+
+@pytest.fixture
+def export_only(monkeypatch):
+    import fpgacnn.frontends.torch as frontend
+
+    def refuse(module):
+        raise RuntimeError("torch.fx refused for this test")
+    monkeypatch.setattr(frontend, "_fx_trace", refuse)
+
+
+EXPORTABLE = sorted(set(CASES) - {"lrn"})  # LocalResponseNorm is decomposed by torch.export
+
+
+@pytest.mark.parametrize("case", EXPORTABLE)
+def test_module_through_torch_export_matches_pytorch(case, export_only):
+    factory, shape = CASES[case]
+    check(factory(), shape)
+
+
+def test_functional_forms_through_torch_export(export_only):
+    graph = check(Functional(), (2, 3, 8, 8))
+    assert {"Conv2d", "PReLU", "Concat", "MaxPool", "AvgPool", "Upsample", "Clip", "Add",
+            "Flatten", "Linear", "Softmax", "GlobalAvgPool"} <= set(kinds(graph))

@@ -139,6 +139,21 @@ def batchnorm_module(ctx, name, m, args, kwargs, out):
     return ctx.add(name, ops.BatchNorm(c, float(m.eps)), [args[0]], params)
 
 
+def batchnorm_function(ctx, name, _, args, kwargs, out):
+    """F.batch_norm / aten.batch_norm(input, weight, bias, running_mean, running_var,
+    training, momentum, eps, ...) with running statistics."""
+    if arg(args, kwargs, 5, "training", False):
+        raise ctx.error(name, "batch_norm with training=True is not supported")
+    mean = _const(ctx, name, arg(args, kwargs, 3, "running_mean"), "the running mean")
+    var = _const(ctx, name, arg(args, kwargs, 4, "running_var"), "the running variance")
+    weight, bias = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
+    gamma = np.ones_like(mean) if weight is None else _const(ctx, name, weight, "the weight")
+    beta = np.zeros_like(mean) if bias is None else _const(ctx, name, bias, "the bias")
+    params = {"gamma": gamma, "beta": beta, "mean": mean, "var": var}
+    eps = float(arg(args, kwargs, 7, "eps", 1e-5))
+    return ctx.add(name, ops.BatchNorm(mean.size, eps), [args[0]], params)
+
+
 # ---- activations -----------------------------------------------------------------------------
 
 def relu(ctx, name, m, args, kwargs, out):

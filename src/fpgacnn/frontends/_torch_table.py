@@ -8,7 +8,8 @@ from torch import nn
 
 from fpgacnn.frontends._torch_ops import (adaptive_avg_function, adaptive_avg_module,
                                           adaptive_max_function, adaptive_max_module,
-                                          avgpool_function, avgpool_module, batchnorm_module,
+                                          avgpool_function, avgpool_module,
+                                          batchnorm_function, batchnorm_module,
                                           clamp, conv2d_function, conv2d_module,
                                           hardtanh_function, hardtanh_module,
                                           leaky_relu_function, leaky_relu_module,
@@ -51,7 +52,34 @@ FUNCTIONS = {
     F.softmax: softmax_function, torch.softmax: softmax_function,
     F.local_response_norm: lrn_function,
     F.dropout: dropout_function, F.dropout2d: dropout_function,
+    F.batch_norm: batchnorm_function,
 }
+
+_aten = torch.ops.aten
+ATEN = {  # the ops of a torch.export graph (the fallback when torch.fx cannot trace)
+    _aten.conv2d.default: conv2d_function, _aten.conv2d.padding: conv2d_function,
+    _aten.linear.default: linear_function, _aten.batch_norm.default: batchnorm_function,
+    _aten.relu.default: relu, _aten.relu_.default: relu,
+    _aten.leaky_relu.default: leaky_relu_function, _aten.leaky_relu_.default: leaky_relu_function,
+    _aten.prelu.default: prelu_function, _aten.hardtanh.default: hardtanh_function,
+    _aten.hardtanh_.default: hardtanh_function, _aten.relu6.default: relu6_function,
+    _aten.clamp.default: clamp, _aten.clamp_.default: clamp,
+    _aten.max_pool2d.default: maxpool_function,
+    _aten.max_pool2d_with_indices.default: maxpool_function,
+    _aten.avg_pool2d.default: avgpool_function,
+    _aten.adaptive_avg_pool2d.default: adaptive_avg_function,
+    _aten.adaptive_max_pool2d.default: adaptive_max_function, _aten.mean.dim: mean,
+    _aten.view.default: reshape, _aten.reshape.default: reshape,
+    _aten.flatten.using_ints: reshape, _aten.squeeze.dim: reshape, _aten.squeeze.dims: reshape,
+    _aten.squeeze.default: reshape, _aten.cat.default: concat,
+    _aten.add.Tensor: add, _aten.add_.Tensor: add,
+    _aten.upsample_nearest2d.vec: upsample, _aten.upsample_nearest2d.default: upsample,
+    _aten.softmax.int: softmax_function, _aten._softmax.default: softmax_function,
+    _aten.dropout.default: dropout_function,
+    _aten.clone.default: pass_through, _aten.detach.default: pass_through,
+    _aten.alias.default: pass_through, _aten.contiguous.default: pass_through,
+}
+FUNCTIONS |= ATEN
 
 METHODS = {
     "relu": relu, "relu_": relu, "clamp": clamp, "clip": clamp, "clamp_": clamp,
@@ -65,6 +93,6 @@ METHODS = {
 def supported_names() -> list[str]:
     """The supported modules, functions and tensor methods, for error messages."""
     names = {cls.__name__ for cls in MODULES}
-    names |= {getattr(f, "__name__", str(f)) for f in FUNCTIONS}
+    names |= {getattr(f, "__name__", str(f)) for f in FUNCTIONS if f not in ATEN}
     names |= {f"Tensor.{m}" for m in METHODS}
     return sorted(names)

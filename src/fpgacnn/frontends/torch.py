@@ -37,24 +37,40 @@ def from_torch(module: nn.Module, example_input: torch.Tensor, name: str | None 
     was_training = module.training
     module.eval()
     try:
-        traced = _trace(module)
+        root, traced = _trace(module, example_input)
         values = _record(traced, example_input.detach().clone().float())
-        converter = _Converter(traced, values, name or type(module).__name__,
+        converter = _Converter(root, traced, values, name or type(module).__name__,
                                tuple(example_input.shape))
         return converter.run()
     finally:
         module.train(was_training)
 
 
-def _trace(module: nn.Module) -> fx.GraphModule:
-    if any(cls in _torch_table.MODULES for cls in type(module).__mro__):
+def _trace(module: nn.Module, example: torch.Tensor) -> tuple[nn.Module, fx.GraphModule]:
+    """The module traced by torch.fx, or failing that by torch.export (ATen-level ops)."""
+    if _is_layer(module):
         # a bare layer: wrap it so that it is traced as one call, named after its class
         module = _Bare(module)
     try:
-        return fx.symbolic_trace(module)
+        return module, _fx_trace(module)
     except Exception as e:  # torch.fx raises many kinds: TraceError, TypeError, ...
-        raise UserError(f"{type(module).__name__}: torch.fx cannot trace this module "
-                        f"(data-dependent control flow?): {_first_line(e)}") from None
+        fx_error = _first_line(e)
+    try:  # static shapes: control flow on sizes is fine here
+        exported = torch.export.export(module, (example.detach().clone().float(),),
+                                       strict=False)
+        return module, exported.module()
+    except Exception as export_error:
+        raise UserError(f"{type(module).__name__}: neither torch.fx ({fx_error}) "
+                        f"nor torch.export ({_first_line(export_error)}) can trace this "
+                        f"module") from None
+
+
+def _fx_trace(module: nn.Module) -> fx.GraphModule:
+    return fx.symbolic_trace(module)
+
+
+def _is_layer(module: nn.Module | None) -> bool:
+    return module is not None and any(cls in _torch_table.MODULES for cls in type(module).__mro__)
 
 
 class _Bare(nn.Module):
@@ -94,7 +110,9 @@ def _record(traced: fx.GraphModule, example: torch.Tensor) -> dict:
 class _Converter:
     """Walks the fx graph once; `env` maps each fx node to a Ref, a constant or a value."""
 
-    def __init__(self, traced: fx.GraphModule, values: dict, name: str, input_shape):
+    def __init__(self, root: nn.Module, traced: fx.GraphModule, values: dict, name: str,
+                 input_shape):
+        self.root = root
         self.traced = traced
         self.values = values
         self.modules = dict(traced.named_modules())
@@ -129,11 +147,15 @@ class _Converter:
             return args[0][args[1]]
         if not _holds_tensor(out):
             return out  # sizes and shapes: fixed by the example input
-        if not isinstance(out, torch.Tensor):
-            raise UserError(f"{self.builder.name}: node {n.name!r} ({_op_type(n, self)}) "
-                            f"returns several tensors, which is not supported")
         handler, base, first = self._handler(n)
         ctx = _torch_ops.Context(self, n.name)
+        if isinstance(out, (tuple, list)):  # e.g. ATen's max_pool2d_with_indices
+            if not isinstance(out[0], torch.Tensor):
+                raise UserError(f"{self.builder.name}: node {n.name!r} ({_op_type(n, self)}) "
+                                f"returns {type(out[0]).__name__}, which is not supported")
+            ref = handler(ctx, base, first, args, kwargs, out[0])
+            self.expected[ref.name] = tuple(out[0].shape)
+            return (ref,) + (None,) * (len(out) - 1)  # only the first output can be used
         ref = handler(ctx, base, first, args, kwargs, out)
         self.expected[ref.name] = tuple(out.shape)
         return ref
@@ -145,11 +167,28 @@ class _Converter:
                 if cls in _torch_table.MODULES:
                     return _torch_table.MODULES[cls], n.target, module
         elif n.op == "call_function" and n.target in _torch_table.FUNCTIONS:
-            return _torch_table.FUNCTIONS[n.target], _functional_name(n), None
+            return _torch_table.FUNCTIONS[n.target], self._functional_name(n), None
         elif n.op == "call_method" and n.target in _torch_table.METHODS:
-            return _torch_table.METHODS[n.target], _functional_name(n), None
+            return _torch_table.METHODS[n.target], self._functional_name(n), None
         raise unsupported(self.builder.name, n.target if n.op == "call_module" else n.name,
                           _op_type(n, self), _torch_table.supported_names())
+
+    def _functional_name(self, n: fx.Node) -> str:
+        """fx's name (`add_1`), or inside a submodule its path and the op (`layer1.0.add`);
+        an ATen op (torch.export) inside a supported layer takes the layer's path."""
+        stack = n.meta.get("nn_module_stack")
+        path = list(stack.values())[-1][0] if stack else ""
+        if not path:
+            return n.name
+        if isinstance(n.target, torch._ops.OpOverload) and _is_layer(self._submodule(path)):
+            return path
+        return f"{path}.{re.sub(r'_[0-9]+$', '', n.name)}"
+
+    def _submodule(self, path: str) -> nn.Module | None:
+        try:
+            return self.root.get_submodule(path)
+        except AttributeError:
+            return None
 
     def add(self, base, op, inputs, params=None) -> Ref:
         name = self.builder.add(base, op, [self.tensor(t, base) for t in inputs], params)
@@ -186,14 +225,6 @@ class _Converter:
             if graph.shapes[tensor] != shape:
                 raise UserError(f"{graph.name}: node {tensor!r}: converted shape "
                                 f"{graph.shapes[tensor]} differs from PyTorch's {shape}")
-
-
-def _functional_name(n: fx.Node) -> str:
-    """fx's name (`add_1`), or inside a submodule its path and the op (`layer1.0.add`)."""
-    stack = n.meta.get("nn_module_stack")
-    if not stack:
-        return n.name
-    return f"{next(reversed(stack))}.{re.sub(r'_[0-9]+$', '', n.name)}"
 
 
 def _first_line(error: Exception) -> str:
