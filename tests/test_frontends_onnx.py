@@ -392,3 +392,13 @@ def test_pytorch_cases_shipped_with_onnx(directory):
     got = run_float(graph, x)
     for out, want in zip(graph.outputs, outputs):
         np.testing.assert_allclose(got[out], want, rtol=1e-4, atol=1e-6)
+
+
+def test_bias_add_is_not_folded_into_a_matmul_used_twice():
+    nodes = [helper.make_node("MatMul", ["x", "m"], ["mm"]),
+             helper.make_node("Add", ["mm", "b"], ["y"]),
+             helper.make_node("Relu", ["mm"], ["y2"])]
+    model = make_model(nodes, (3, 6), ["y", "y2"], {"m": randn(6, 4), "b": randn(4)})
+    graph = check_with_ort(model, randn(3, 6))
+    assert kinds(graph) == ["Linear", "BatchNorm", "ReLU"]
+    assert not graph.nodes[0].op.bias

@@ -5,7 +5,7 @@ absent optional input); `attrs` the node's attributes with strings decoded.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -194,7 +194,7 @@ def add(ctx, args, attrs):
             and producer.op.activation is None
             and ctx.only_use(index)):  # MatMul + Add, or a bias added after a conv: fold it
         bias = producer.params.get("bias", np.zeros_like(shift)) + shift
-        op = type(producer.op)(**{**vars(producer.op), "bias": True})
+        op = replace(producer.op, bias=True)
         ctx.builder().replace(x.name, op, {**producer.params, "bias": bias})
         return x
     return _affine(ctx, x, shift=shift)
