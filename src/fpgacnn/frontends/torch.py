@@ -38,7 +38,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor, name: str | None 
     module.eval()
     try:
         root, traced = _trace(module, example_input)
-        values = _record(traced, example_input.detach().clone().float())
+        values = _record(traced, example_input.detach().clone().float(),
+                         type(module).__name__)
         converter = _Converter(root, traced, values, name or type(module).__name__,
                                tuple(example_input.shape))
         return converter.run()
@@ -96,13 +97,13 @@ class _Recorder(fx.Interpreter):
         return result
 
 
-def _record(traced: fx.GraphModule, example: torch.Tensor) -> dict:
+def _record(traced: fx.GraphModule, example: torch.Tensor, name: str) -> dict:
     recorder = _Recorder(traced)
     with torch.no_grad():
         try:
             recorder.run(example)
         except Exception as e:
-            raise UserError(f"{traced.__class__.__name__}: the module fails on an input of "
+            raise UserError(f"{name}: the module fails on an input of "
                             f"shape {tuple(example.shape)}: {_first_line(e)}") from None
     return recorder.values
 
@@ -117,7 +118,6 @@ class _Converter:
         self.values = values
         self.modules = dict(traced.named_modules())
         self.builder = GraphBuilder(name, {INPUT: input_shape})
-        self.shapes = {INPUT: input_shape}
         self.env = {}
         self.dynamic = set()
         self.expected = {}  # IR tensor -> the shape PyTorch computed for it
@@ -206,9 +206,7 @@ class _Converter:
                         f"got {value!r}")
 
     def shape(self, ref: Ref) -> tuple:
-        if ref.name in self.shapes:
-            return self.shapes[ref.name]
-        return self.expected[ref.name]
+        return self.builder.shapes[ref.name]
 
     def _outputs(self, arg, n) -> list[str]:
         flat = []
