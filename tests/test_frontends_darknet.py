@@ -18,6 +18,8 @@ if not YOLO_CFG.is_file():
 
 SMALL_CFG = """
 [net]
+batch=64
+subdivisions=16
 width=13
 height=13
 channels=3
@@ -273,6 +275,7 @@ def test_small_cfg_with_weights_matches_reference(small_cfg, tmp_path, major, mi
     weights = tmp_path / "small.weights"
     write_weights(weights, layers, {i: "conv" for i in layers}, major, minor)
     graph = from_darknet(small_cfg, weights)
+    assert graph.inputs == {"input": (1, 3, 13, 13)}  # batch=64 is for training
     assert graph.outputs == ("layer12_yolo", "layer15_yolo")
     x = np.random.default_rng(5).standard_normal((1, 3, 13, 13)).astype(np.float32)
     check_against(graph, x, small_reference(x, layers))

@@ -73,8 +73,8 @@ def _input_shape(cfg_path, net, override) -> tuple[int, int, int, int]:
             raise UserError(f"{cfg_path}: input shape must be N,C,H,W, got {tuple(override)}")
         return tuple(int(d) for d in override)
     opts = _Options(f"{cfg_path.name}: [net]", net)
-    return (opts.int("batch", 1), opts.int("channels", 3), opts.int("height", 416),
-            opts.int("width", 416))
+    # batch=64 in a training cfg is not the inference batch: Darknet itself runs 1
+    return (1, opts.int("channels", 3), opts.int("height", 416), opts.int("width", 416))
 
 
 class _Options:
