@@ -402,3 +402,39 @@ def test_bias_add_is_not_folded_into_a_matmul_used_twice():
     graph = check_with_ort(model, randn(3, 6))
     assert kinds(graph) == ["Linear", "BatchNorm", "ReLU"]
     assert not graph.nodes[0].op.bias
+
+
+PADS = np.array([0, 0, 1, 2, 0, 0, 2, 0], np.int64)
+
+
+@pytest.mark.parametrize("opset, pad_node, inits, after", [
+    (11, helper.make_node("Pad", ["x", "pads"], ["p"]), {"pads": PADS},
+     helper.make_node("Conv", ["p", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 0, 0, 1])),
+    (9, helper.make_node("Pad", ["x"], ["p"], pads=PADS.tolist()), {},
+     helper.make_node("Conv", ["p", "w"], ["y"], kernel_shape=[3, 3], auto_pad="SAME_UPPER",
+                      strides=[2, 2])),
+    (13, helper.make_node("Pad", ["x", "pads", "zero"], ["p"]),
+     {"pads": PADS, "zero": np.array(0, np.float32)},
+     helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                      pads=[1, 0, 0, 0], count_include_pad=1)),
+])
+def test_zero_pad_folds_into_the_next_conv_or_average_pool(opset, pad_node, inits, after):
+    model = make_model([pad_node, after], (1, 2, 7, 8), ["y"],
+                       inits | {"w": randn(3, 2, 3, 3)}, opset=opset)
+    graph = check_with_ort(model, randn(1, 2, 7, 8))
+    assert len(graph.nodes) == 1
+
+
+@pytest.mark.parametrize("pad_node, after, words", [
+    (helper.make_node("Pad", ["x", "pads"], ["p"]), helper.make_node("Relu", ["p"], ["y"]),
+     "reads a Pad"),
+    (helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"),
+     helper.make_node("Conv", ["p", "w"], ["y"], kernel_shape=[3, 3]), "only zero padding"),
+    (helper.make_node("Pad", ["x", "pads"], ["p"]),
+     helper.make_node("MaxPool", ["p"], ["y"], kernel_shape=[2, 2]), "reads a Pad"),
+])
+def test_other_pads_are_refused(pad_node, after, words):
+    model = make_model([pad_node, after], (1, 2, 7, 8), ["y"],
+                       {"pads": PADS, "w": randn(3, 2, 3, 3)})
+    with pytest.raises(UserError, match=words):
+        from_onnx(model)

@@ -20,6 +20,14 @@ class Ref:
     name: str
 
 
+@dataclass(frozen=True)
+class Padded:
+    """The output of a zero Pad, waiting for the Conv/AveragePool that absorbs it."""
+
+    source: Ref
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+
+
 class Context:
     """What a converter may do for one ONNX node."""
 
@@ -59,6 +67,37 @@ class Context:
         return self._converter.builder
 
 
+def pad(ctx, args, attrs):
+    """A zero Pad of H and W, folded into the padding of the Conv or AveragePool after it."""
+    x = ctx.dynamic(args[0])
+    _rank4(ctx, x)
+    if ctx.opset < 11:
+        pads, value = attrs.get("pads"), attrs.get("value", 0.0)
+    else:
+        pads = ctx.constant(args[1], "the pads").astype(np.int64).tolist()
+        value = 0.0 if len(args) < 3 or args[2] is None else float(
+            np.asarray(args[2]).reshape(-1)[0])
+        if len(args) > 3 and args[3] is not None:
+            raise ctx.error("Pad with axes is not supported")
+    if attrs.get("mode", "constant") != "constant" or value != 0:
+        raise ctx.error(f"only zero padding is supported (mode={attrs.get('mode', 'constant')}, "
+                        f"value={value})")
+    if any(pads[i] != 0 for i in (0, 1, 4, 5)) or min(pads) < 0:
+        raise ctx.error(f"only non-negative padding of H and W is supported (pads={pads})")
+    return Padded(x, (pads[2], pads[3], pads[6], pads[7]))
+
+
+def _unpad(value) -> tuple:
+    """The tensor under an optional Pad, and the padding to add."""
+    if isinstance(value, Padded):
+        return value.source, value.pads
+    return value, (0, 0, 0, 0)
+
+
+def _plus(a, b) -> tuple:
+    return tuple(x + y for x, y in zip(a, b))
+
+
 def _rank4(ctx, x) -> tuple:
     shape = ctx.shape(x)
     if len(shape) != 4:
@@ -88,13 +127,16 @@ def _pads(ctx, attrs, in_hw, kernel, strides, dilations) -> tuple[int, int, int,
 # ---- layers ----------------------------------------------------------------------------------
 
 def conv(ctx, args, attrs):
-    x = ctx.dynamic(args[0])
+    x, padded = _unpad(args[0])
+    x = ctx.dynamic(x)
     weight = ctx.constant(args[1], "the Conv weight")
     bias = None if len(args) < 3 or args[2] is None else ctx.constant(args[2], "the Conv bias")
     shape = _rank4(ctx, x)
     kernel = tuple(weight.shape[2:])
     strides, dilations = tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
-    pads = _pads(ctx, attrs, shape[2:], kernel, strides, dilations)
+    if padded != (0, 0, 0, 0):
+        shape = shape[:2] + (shape[2] + padded[0] + padded[2], shape[3] + padded[1] + padded[3])
+    pads = _plus(_pads(ctx, attrs, shape[2:], kernel, strides, dilations), padded)
     op = ops.Conv2d(shape[1], weight.shape[0], kernel, strides, pads, dilations,
                     attrs.get("group", 1), bias=bias is not None)
     return ctx.add(op, [x], {"weight": weight} | ({} if bias is None else {"bias": bias}))
@@ -267,13 +309,19 @@ def clip(ctx, args, attrs):
 # ---- pooling ---------------------------------------------------------------------------------
 
 def _pool(ctx, args, attrs, cls, **extra):
-    x = ctx.dynamic(args[0])
+    x, padded = _unpad(args[0])
+    x = ctx.dynamic(x)
     shape = _rank4(ctx, x)
+    if padded != (0, 0, 0, 0):
+        if not extra.get("count_include_pad") or attrs.get("ceil_mode", 0):
+            raise ctx.error("a Pad before an AveragePool needs count_include_pad=1 and no "
+                            "ceil_mode")
+        shape = shape[:2] + (shape[2] + padded[0] + padded[2], shape[3] + padded[1] + padded[3])
     kernel = tuple(attrs["kernel_shape"])
     strides = tuple(attrs.get("strides", (1, 1)))
     if tuple(attrs.get("dilations", (1, 1))) != (1, 1):
         raise ctx.error(f"dilations={attrs['dilations']} are not supported")
-    pads = _pads(ctx, attrs, shape[2:], kernel, strides, (1, 1))
+    pads = _plus(_pads(ctx, attrs, shape[2:], kernel, strides, (1, 1)), padded)
     op = cls(kernel, strides, pads, bool(attrs.get("ceil_mode", 0)), **extra)
     return ctx.add(op, [x])
 
@@ -391,10 +439,11 @@ def _table():
         "MaxPool": maxpool, "AveragePool": avgpool, "GlobalAveragePool": global_avgpool,
         "GlobalMaxPool": global_maxpool, "LRN": lrn,
         "Concat": concat, "Upsample": upsample, "Resize": resize,
-        "Flatten": flatten, "Reshape": reshape, "Squeeze": squeeze, "Unsqueeze": unsqueeze,
+        "Pad": pad, "Flatten": flatten, "Reshape": reshape, "Squeeze": squeeze, "Unsqueeze": unsqueeze,
         "Softmax": softmax, "Dropout": passthrough(ops.Dropout),
         "Identity": passthrough(ops.Identity),
     }
 
 
 CONVERTERS = _table()
+TAKES_PAD = ("Conv", "AveragePool")

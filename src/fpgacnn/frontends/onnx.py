@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 from fpgacnn.errors import UserError
 from fpgacnn.frontends import _onnx_ops
 from fpgacnn.frontends._build import GraphBuilder, unsupported
-from fpgacnn.frontends._onnx_ops import Ref
+from fpgacnn.frontends._onnx_ops import Padded, Ref
 from fpgacnn.ir import Graph, ops
 
 MIN_OPSET = 6  # 9 and newer is the target; 6-8 files (onnx's pytorch-converted tests) work too
@@ -103,11 +103,15 @@ class _Converter:
         args = [self._value(node, t) if t else None for t in node.input]
         if node.domain not in ("", "ai.onnx"):
             raise self._unsupported(node, f"{node.domain}.{node.op_type}")
+        if any(isinstance(a, Padded) for a in args) and node.op_type not in _onnx_ops.TAKES_PAD:
+            raise UserError(f"{self.builder.name}: node {node.name or node.output[0]!r} "
+                            f"({node.op_type}) reads a Pad; a Pad is supported only right "
+                            f"before a Conv, or an AveragePool with count_include_pad=1")
         if node.op_type == "Shape" and isinstance(args[0], Ref):
             shape = np.array(self.builder.shapes[args[0].name], np.int64)
             start, end = _attributes(node).get("start", 0), _attributes(node).get("end", None)
             self.env[node.output[0]] = shape[start:end]
-        elif all(not isinstance(a, Ref) for a in args):
+        elif all(a is None or isinstance(a, np.ndarray) for a in args):
             self._fold(node, args)
         else:
             convert = _onnx_ops.CONVERTERS.get(node.op_type)
@@ -163,6 +167,9 @@ class _Converter:
 
     def tensor(self, value, base: str) -> str:
         """The IR name of a Ref, or of a new Constant node holding an array."""
+        if isinstance(value, Padded):
+            raise UserError(f"{self.builder.name}: {base!r} is the output of a Pad, which is "
+                            f"supported only right before a Conv or an AveragePool")
         if isinstance(value, Ref):
             return value.name
         array = np.asarray(value, np.float32)
