@@ -37,7 +37,7 @@ class GraphBuilder:
         shape inference becomes a UserError naming the node.
         """
         name = self.unique(base)
-        params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
+        params = _float32(params or {})
         in_shapes = [self.shapes[t] for t in inputs]
         try:
             op.check_inputs(in_shapes)
@@ -54,11 +54,16 @@ class GraphBuilder:
     def replace(self, name: str, op, params) -> None:
         """Change the op and parameters of node `name` (its output shape must not change)."""
         index = next(i for i, n in enumerate(self.nodes) if n.name == name)
-        params = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
+        params = _float32(params)
         self.nodes[index] = self.nodes[index].with_(op=op, params=params)
 
     def build(self, outputs) -> Graph:
         return Graph(self.name, self.inputs, tuple(self.nodes), tuple(outputs))
+
+
+def _float32(params: dict) -> dict:
+    """float32 arrays, writable (copied only when read-only, e.g. straight from a file)."""
+    return {k: np.require(v, np.float32, ["W"]) for k, v in params.items()}
 
 
 def unsupported(where: str, node: str, op_type: str, supported) -> UserError:
