@@ -63,3 +63,9 @@ def test_upsample_and_activations_match_torch():
     slope = np.array([0.1, 0.2, 0.3], np.float32)
     np.testing.assert_array_equal(run_single(ops.PReLU(3), x, {"slope": slope}),
                                   torch.nn.functional.prelu(t, torch.from_numpy(slope)).numpy())
+
+
+def test_channel_shuffle_matches_torch():
+    x = np.random.default_rng(3).standard_normal((1, 12, 3, 3)).astype(np.float32)
+    want = torch.nn.ChannelShuffle(3)(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(run_single(ops.ChannelShuffle(3), x), want)

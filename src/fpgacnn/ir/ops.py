@@ -290,6 +290,22 @@ class Add(Op):
 
 
 @dataclass(frozen=True)
+class ChannelShuffle(Op):
+    """ShuffleNet's channel shuffle: view C as (groups, C/groups), transpose, flatten back.
+
+    Output channel `i * groups + g` is input channel `g * (C / groups) + i`.
+    """
+
+    groups: int = 2
+
+    def output_shape(self, inputs):
+        _need_rank(inputs[0], 4)
+        if inputs[0][1] % self.groups:
+            raise ValueError(f"{inputs[0][1]} channels do not split into {self.groups} groups")
+        return inputs[0]
+
+
+@dataclass(frozen=True)
 class Flatten(Op):
     def output_shape(self, inputs):
         n, *rest = inputs[0]
@@ -361,6 +377,6 @@ class YoloHead(Op):
 
 
 ALL_OPS = (ReLU, LeakyReLU, PReLU, Clip, Conv2d, Linear, BatchNorm, MaxPool, AvgPool,
-           GlobalAvgPool, Concat, Upsample, Add, Flatten, Dropout, Identity, Constant, Softmax,
-           LRN, YoloHead)
+           GlobalAvgPool, Concat, Upsample, Add, ChannelShuffle, Flatten, Dropout, Identity,
+           Constant, Softmax, LRN, YoloHead)
 FUSES_ACTIVATION = (Conv2d, Linear, Add)

@@ -34,7 +34,7 @@ def run_float(graph: Graph, inputs, *, dtype=np.float32, keep=False) -> dict[str
     with torch.no_grad():
         for node in graph.nodes:
             args = [values[t] for t in node.inputs]
-            params = {k: torch.as_tensor(v, dtype=tdtype) for k, v in node.params.items()}
+            params = {k: torch.as_tensor(np.array(v), dtype=tdtype) for k, v in node.params.items()}
             values[node.name] = run_node(node, args, params)
     wanted = values.keys() if keep else graph.outputs
     return {k: values[k].numpy() for k in wanted}
@@ -126,6 +126,11 @@ def _yolo(op, args, p):
     return x
 
 
+def _channel_shuffle(op, args, p):
+    n, c, h, w = args[0].shape
+    return args[0].reshape(n, op.groups, c // op.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
 def _activation(op, args, p):
     return activate(op, args[0], p.get("slope"))
 
@@ -145,6 +150,7 @@ _KERNELS = {
     ops.Upsample: lambda op, a, p: a[0].repeat_interleave(op.scale, 2)
                                        .repeat_interleave(op.scale, 3),
     ops.Add: lambda op, a, p: a[0] + a[1],
+    ops.ChannelShuffle: _channel_shuffle,
     ops.Flatten: lambda op, a, p: a[0].reshape(a[0].shape[0], -1),
     ops.Dropout: lambda op, a, p: a[0],
     ops.Identity: lambda op, a, p: a[0],
