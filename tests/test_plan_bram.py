@@ -16,7 +16,12 @@ RAMB36 = [(32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), 
 
 
 def brute_force_count(width, depth, aspects):
-    """Try every aspect ratio and every way of stacking primitives; keep the fewest."""
+    """Fewest primitives over every aspect ratio, counting columns and rows by enumeration.
+
+    Like the model, this uses one aspect ratio for the whole memory (no mixed shapes), so it
+    checks the closed form and the choice of aspect, not the mapping rule itself; the
+    published cases above and the capacity bound below are the independent checks.
+    """
     best = None
     for d, w in aspects:
         columns = 0

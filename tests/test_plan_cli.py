@@ -186,3 +186,50 @@ def test_model_without_gemm_layers_is_an_error(capsys, tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     err = run_error(["plan", str(path), "--device", "xc7z020"], capsys)
     assert "no Conv2d or Linear" in err
+
+
+def test_integer_exploration_writes_a_config_the_rtl_compiler_accepts(capsys, tmp_path):
+    from fpgacnn.hw.program import check_config
+
+    out = tmp_path / "hw.toml"
+    report = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045", "--bits", "8",
+                       "--explore", "-o", str(out)], capsys)
+    check_config(HardwareConfig.from_toml(out))     # the RTL compiler's own check
+    assert report["engine_problems"] == []
+    free = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045", "--bits", "8",
+                     "--explore", "--any-tiling"], capsys)
+    assert free["totals"]["cycles"] <= report["totals"]["cycles"]
+    assert free["engine_problems"]          # the unconstrained optimum is not buildable here
+
+
+def conv_onnx(path, size, kernel):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, size, size])
+    out = size - kernel + 1
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, out, out])
+    w = numpy_helper.from_array(np.zeros((4, 2, kernel, kernel), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "c", [x], [y], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return str(path)
+
+
+def test_training_weight_gradient_beyond_the_rtl_kernel_limit_is_flagged(capsys, tmp_path):
+    pytest.importorskip("fpgacnn.train.workload")
+    # a 3x3 conv on 20x20 gives an 18x18 output: its weight gradient is an 18x18 "kernel"
+    model = conv_onnx(tmp_path / "c.onnx", 20, 3)
+    report = run_json(["plan", model, "--device", "xczu9eg", "--training"], capsys)
+    grad = [l for l in report["layers"] if l["name"].endswith(".grad_weight")]
+    assert grad and report["config"]["max_kernel"] == 18
+    assert any(grad[0]["name"] in w and "18x18" in w for w in report["warnings"])
+    assert any("max_kernel" in p for p in report["engine_problems"])
+
+
+def test_training_over_budget_names_the_layer_that_sizes_the_buffers(capsys, tmp_path):
+    pytest.importorskip("fpgacnn.train.workload")
+    model = conv_onnx(tmp_path / "c.onnx", 20, 3)
+    err = run_error(["plan", model, "--device", "xc7z020", "--training",
+                     "--max-bram18", "20"], capsys)
+    assert "RAMB18" in err and "available 20" in err
+    assert ".grad_weight" in err and "max_kernel 18" in err

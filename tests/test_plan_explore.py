@@ -116,3 +116,72 @@ def test_chosen_design_never_exceeds_the_device(name, layers, fraction, bits):
     assert plan.dsp == found.best.dsp <= max_dsp <= device.dsp
     assert plan.bram18 == found.best.bram18 <= device.bram18
     assert plan.cycles == found.best.cycles
+
+
+def buildable_brute_force(layers, cfg, per_mac, max_dsp, max_bram):
+    """Every (tm, tn) the RTL compiler accepts (hw.program.check_config), with every candidate
+    row tile (the same Tr space as `brute_force`), one at a time."""
+    from fpgacnn.errors import UserError
+    from fpgacnn.hw.program import check_config
+
+    mem = Memory.of(cfg)
+    kmax = max(l.kh for l in layers)
+    smax = max(l.sh for l in layers)
+    designs = []
+    rows = tile_candidates([l.r for l in layers] + [l.c for l in layers])
+    for tm, tn, tr in product(range(1, 33), range(1, 17), (int(t) for t in rows)):
+        try:
+            check_config(cfg.with_(tm=tm, tn=tn, max_kernel=kmax, max_stride=smax))
+        except UserError:
+            continue
+        dsp = ceil(tm * tn * per_mac)
+        bram = buffer_units(mem, tm, tn, tr, kmax, smax)
+        if dsp > max_dsp or bram > max_bram:
+            continue
+        designs.append((sum(int(layer_cycles(l, mem, tm, tn, tr, tr)[0]) for l in layers),
+                        dsp, bram))
+    return min(designs) if designs else None
+
+
+@settings(max_examples=8, deadline=None)
+@given(layers=small_layers, dsp=st.integers(8, 120), bram36=st.integers(8, 60),
+       bits=st.sampled_from([4, 8, 16]))
+def test_buildable_exploration_equals_brute_force_and_compiles(layers, dsp, bram36, bits):
+    # The oracle is the RTL compiler's own check, not HardwareConfig.engine_problems.
+    from fpgacnn.errors import UserError
+    from fpgacnn.hw.program import check_config
+
+    cfg = HardwareConfig(act_bits=bits, weight_bits=bits, ddr_width_bits=64,
+                         ddr_bytes_per_cycle=4.0, ddr_latency=5)
+    expected = buildable_brute_force(layers, cfg, 1, dsp, 2 * bram36)
+    try:
+        found = explore_engine(layers, cfg, tiny_device(dsp, bram36), 1, buildable=True)
+    except UserError:
+        assert expected is None
+        return
+    assert (found.best.cycles, found.best.dsp, found.best.bram18) == expected
+    check_config(found.config)
+
+
+def test_engine_problems_agree_with_the_rtl_compiler():
+    from fpgacnn.errors import UserError
+    from fpgacnn.hw.program import check_config
+
+    for tm, tn, bits, width, kernel, stride in product(
+            [4, 7, 8, 12, 16, 24, 64], [2, 4, 7, 8, 16], [4, 8, 16, 32], [32, 64, 128],
+            [3, 15, 16], [1, 7, 8]):
+        cfg = HardwareConfig(tm=tm, tn=tn, act_bits=bits, weight_bits=bits,
+                             ddr_width_bits=width, max_kernel=kernel, max_stride=stride)
+        try:
+            check_config(cfg)
+            accepted = True
+        except UserError:
+            accepted = False
+        assert accepted == (not cfg.engine_problems()), cfg
+
+
+def test_zhang_fp32_design_is_not_buildable_by_the_rtl_engine():
+    # <64, 7> in fp32 is the paper's design, not ours: the explorer must not be held to the
+    # RTL's constraints for it (the CLI explores --float32 without them).
+    cfg = HardwareConfig(tm=64, tn=7, act_bits=32, weight_bits=32, acc_bits=32)
+    assert len(cfg.engine_problems()) >= 2

@@ -18,6 +18,14 @@ from fpgacnn.atomic import atomic_open
 from fpgacnn.errors import UserError
 
 
+# Limits of the RTL engine (hw/): descriptor field widths and the per-channel parameter block
+# (bias, multiplier, shift, activation slope: four int32 words per output channel).
+ENGINE_MAX_KERNEL = 15
+ENGINE_MAX_STRIDE = 7
+ENGINE_MAX_BITS = 16
+ENGINE_PARAM_BITS_PER_CHANNEL = 4 * 32
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
     """Parameters of the layer-serial engine (Zhang et al.'s names for the tiles)."""
@@ -57,6 +65,42 @@ class HardwareConfig:
     @property
     def l(self) -> int:  # noqa: E743 - the name the design documents use
         return self.tn
+
+    def engine_problems(self) -> list[str]:
+        """Why the RTL engine generator cannot build this configuration; empty when it can.
+
+        The one definition of the engine's structural constraints: the planner's explorer
+        keeps to it and `fpgacnn.hw.program.check_config` should raise on its first item.
+
+        >>> HardwareConfig(tm=16, tn=8).engine_problems()
+        []
+        >>> HardwareConfig(tm=64, tn=7, act_bits=32, weight_bits=32).engine_problems()[0]
+        'tn * act_bits = 224 must equal ddr_width_bits = 64 (one feature row per memory word)'
+        """
+        problems = []
+        if self.tn * self.act_bits != self.ddr_width_bits:
+            problems.append(f"tn * act_bits = {self.tn * self.act_bits} must equal "
+                            f"ddr_width_bits = {self.ddr_width_bits} (one feature row per "
+                            f"memory word)")
+        if self.tm % self.tn:
+            problems.append(f"tm = {self.tm} must be a multiple of tn = {self.tn}")
+        if (self.tm * self.weight_bits) % self.act_bits:
+            problems.append(f"tm * weight_bits = {self.tm * self.weight_bits} must be a "
+                            f"multiple of act_bits = {self.act_bits} (whole weight rows per "
+                            f"memory word)")
+        param_bits = self.tm * ENGINE_PARAM_BITS_PER_CHANNEL
+        if param_bits % self.ddr_width_bits:
+            problems.append(f"tm * {ENGINE_PARAM_BITS_PER_CHANNEL} = {param_bits} bits of "
+                            f"per-channel parameters must be a whole number of "
+                            f"{self.ddr_width_bits}-bit words")
+        if self.max_kernel > ENGINE_MAX_KERNEL or self.max_stride > ENGINE_MAX_STRIDE:
+            problems.append(f"max_kernel = {self.max_kernel} and max_stride = "
+                            f"{self.max_stride} must be at most {ENGINE_MAX_KERNEL} and "
+                            f"{ENGINE_MAX_STRIDE} (descriptor fields)")
+        if max(self.act_bits, self.weight_bits) > ENGINE_MAX_BITS:
+            problems.append(f"act_bits = {self.act_bits} and weight_bits = "
+                            f"{self.weight_bits} must be at most {ENGINE_MAX_BITS}")
+        return problems
 
     def with_(self, **changes) -> "HardwareConfig":
         unknown = set(changes) - {f.name for f in fields(self)}

@@ -28,6 +28,9 @@ def add_arguments(p):
                    help="override configuration keys, e.g. tm=64,tn=7")
     p.add_argument("--explore", action="store_true",
                    help="search the tiles (engine) for the lowest latency within the budget")
+    p.add_argument("--any-tiling", action="store_true",
+                   help="explore every tiling, also those the RTL engine cannot build "
+                   "(always so with --float32)")
     p.add_argument("--objective", choices=("throughput", "latency"), default="throughput",
                    help="dataflow: balance the pipeline (throughput) or minimise the sum of "
                    "stage cycles (latency); the engine runs one image at a time, so both are "
@@ -75,6 +78,11 @@ def run(args):
         if source.others:
             print(f"not in the cycle model (fused into post-processing, done by addressing "
                   f"or on the host): {describe_others(source.others)}")
+        for warning in report.get("warnings", []):
+            print(f"warning: {warning}")
+        if report.get("engine_problems"):
+            print("the RTL engine cannot build this configuration: "
+                  + "; ".join(report["engine_problems"]))
         if "training_step" in report:
             t = report["training_step"]
             print(f"one training step of batch {t['batch']}: {t['cycles']:,} cycles, "
@@ -94,13 +102,17 @@ def _engine(layers, config, device, per_mac, args) -> dict:
     dsp_budget, bram_budget = budgets(device, args.max_dsp, args.max_bram18)
     exploration = None
     if args.explore:
+        buildable = not (args.float32 or args.any_tiling)
         exploration = explore_engine(layers, config, device, per_mac, dsp_budget, bram_budget,
-                                     fixed=set(user_keys(args)))
+                                     fixed=set(user_keys(args)), buildable=buildable)
         config = exploration.config
     plan = plan_layers(layers, config, per_mac)
-    check_budget("DSP", plan.dsp, dsp_budget)
-    check_budget("RAMB18", plan.bram18, bram_budget)
+    check_budget("DSP", plan.dsp, dsp_budget,
+                 f"Tm x Tn = {config.tm} x {config.tn} MACs at {per_mac} DSP each")
+    check_budget("RAMB18", plan.bram18, bram_budget, _buffer_cause(layers, config))
     report = engine_report(plan, device)
+    report["engine_problems"] = config.engine_problems()
+    report["warnings"] = _window_warnings(layers)
     if exploration is not None:
         report["exploration"] = {
             "space": exploration.space, "evaluated": exploration.evaluated,
@@ -120,9 +132,31 @@ def _dataflow(layers, config, device, per_mac, args) -> dict:
     return dataflow_report(plan, config, device)
 
 
-def check_budget(resource: str, needed: int, available: int) -> None:
+def check_budget(resource: str, needed: int, available: int, cause: str = "") -> None:
     if needed > available:
-        raise UserError(f"over budget: {resource} needed {needed}, available {available}")
+        raise UserError(f"over budget: {resource} needed {needed}, available {available}"
+                        + (f" ({cause})" if cause else ""))
+
+
+def _buffer_cause(layers, config) -> str:
+    """Which layer sets the buffers' window (max_kernel, max_stride), for a budget error."""
+    kernel = max(layers, key=lambda l: max(l.kh, l.kw))
+    stride = max(layers, key=lambda l: max(l.sh, l.sw))
+    return (f"Tr x Tc = {config.tr} x {config.tc} tiles; buffers sized for max_kernel "
+            f"{config.max_kernel} (largest: layer {kernel.name}, "
+            f"{kernel.kh}x{kernel.kw}) and max_stride {config.max_stride} "
+            f"(largest: layer {stride.name})")
+
+
+def _window_warnings(layers) -> list[str]:
+    """Layers whose window the RTL engine cannot take (the weight gradients' OH x OW)."""
+    from fpgacnn.config import ENGINE_MAX_KERNEL, ENGINE_MAX_STRIDE
+
+    return [f"layer {l.name}: kernel {l.kh}x{l.kw}, stride {l.sh}x{l.sw} exceeds the RTL "
+            f"engine's limits (kernel <= {ENGINE_MAX_KERNEL}, stride <= {ENGINE_MAX_STRIDE}); "
+            f"modelled as if the buffers were sized for it"
+            for l in layers if max(l.kh, l.kw) > ENGINE_MAX_KERNEL
+            or max(l.sh, l.sw) > ENGINE_MAX_STRIDE]
 
 
 def build_config(args, device, source_bits, layers) -> HardwareConfig:

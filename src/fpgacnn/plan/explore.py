@@ -47,7 +47,7 @@ class Exploration:
     best: Design
     front: tuple[Design, ...]       # Pareto front: fewer DSPs <-> fewer cycles
     space: int                      # designs in the candidate space
-    evaluated: int                  # designs whose full model was computed
+    evaluated: int                  # designs considered one by one (BRAM check, then model)
 
 
 def tile_candidates(extents) -> np.ndarray:
@@ -71,16 +71,43 @@ def budgets(device: Device, max_dsp=None, max_bram18=None) -> tuple[int, int]:
     return dsp, bram
 
 
-def _pairs(layers, mem, per_mac, max_dsp, config, fixed):
+def _pairs(layers, mem, per_mac, max_dsp, config, fixed, buildable=False):
     tm = np.array([config.tm]) if "tm" in fixed else tile_candidates([l.m for l in layers])
     tn = np.array([config.tn]) if "tn" in fixed else tile_candidates([l.n for l in layers])
-    tm, tn = (a.ravel() for a in np.meshgrid(tm, tn, indexing="ij"))
+    if buildable:
+        tm, tn = _buildable_pairs(tm, tn, config, fixed)
+    else:
+        tm, tn = (a.ravel() for a in np.meshgrid(tm, tn, indexing="ij"))
     dsp = np.ceil(tm * tn * per_mac).astype(np.int64)
     keep = dsp <= max_dsp
     tm, tn, dsp = tm[keep], tn[keep], dsp[keep]
     lb = sum(_lower_bound(l, mem, tm, tn) for l in layers)
     order = np.lexsort((lb, dsp))
     return tm[order], tn[order], dsp[order], lb[order]
+
+
+def _buildable_pairs(tm, tn, config: HardwareConfig, fixed):
+    """(tm, tn) pairs the RTL engine can build (`HardwareConfig.engine_problems`).
+
+    The engine reads one feature row per memory word, so Tn = ddr_width_bits / act_bits.
+    For Tm only multiples of Tn are allowed; the smallest multiple of Tn at or above each
+    free candidate has the same chunk counts (it lies between that candidate and any larger
+    size with those counts), so the search stays exact over the buildable designs.
+    """
+    if "tn" not in fixed:
+        tn = np.array([config.ddr_width_bits // config.act_bits], dtype=np.int64)
+        tn = tn[tn >= 1]
+    if "tm" not in fixed:
+        tm = np.unique(np.concatenate([-(-tm // t) * t for t in tn])) if len(tn) else tn
+    pairs = [(int(m), int(n)) for m in tm for n in tn
+             if m % n == 0 and not config.with_(tm=int(m), tn=int(n)).engine_problems()]
+    if not pairs:
+        problems = config.with_(tm=int(tm[0]) if len(tm) else config.tm,
+                                tn=int(tn[0]) if len(tn) else config.tn).engine_problems()
+        raise UserError("explore: no tiling the RTL engine can build: "
+                        + "; ".join(problems or ["tm must be a multiple of tn"])
+                        + " (--any-tiling explores without the engine's constraints)")
+    return (np.array(v, dtype=np.int64) for v in zip(*pairs))
 
 
 def _lower_bound(layer, mem, tm, tn):
@@ -101,11 +128,13 @@ FIXABLE = ("tm", "tn", "tr", "tc", "max_kernel", "max_stride")
 
 
 def explore_engine(layers, config: HardwareConfig, device: Device, per_mac,
-                   max_dsp=None, max_bram18=None, fixed=()) -> Exploration:
+                   max_dsp=None, max_bram18=None, fixed=(), buildable=False) -> Exploration:
     """The fastest engine for `layers` within the budget, and the DSP/cycles Pareto front.
 
     Ties go to fewer DSPs, then fewer BRAMs. `config` gives everything but the tiles; the keys
     named in `fixed` (of tm, tn, tr, tc, max_kernel, max_stride) keep `config`'s values.
+    With `buildable`, only designs the RTL engine can build are explored
+    (`HardwareConfig.engine_problems` is empty for the chosen configuration).
     """
     layers = list(layers)
     if not layers:
@@ -113,7 +142,9 @@ def explore_engine(layers, config: HardwareConfig, device: Device, per_mac,
     dsp_budget, bram_budget = budgets(device, max_dsp, max_bram18)
     mem = Memory.of(config)
     window = _window(layers, config, fixed)
-    tm, tn, dsp, lb = _pairs(layers, mem, per_mac, dsp_budget, config, fixed)
+    if buildable:
+        config = config.with_(max_kernel=window[0], max_stride=window[1])
+    tm, tn, dsp, lb = _pairs(layers, mem, per_mac, dsp_budget, config, fixed, buildable)
     tiles = _row_col_tiles(layers, config, fixed)
     found = _search(layers, mem, (tm, tn, dsp, lb), tiles, window, bram_budget)
     if found is None:
@@ -157,7 +188,8 @@ def _search(layers, mem, pairs, tiles, window, bram_budget):
     rest = _evaluate(layers, mem, (tm[alive], tn[alive], dsp[alive]), tiles, window,
                      bram_budget)
     designs += _front_of(*rest) if len(rest[0]) else []
-    return (designs, len(first[0]) + len(rest[0])) if designs else None
+    evaluated = len(tm) * len(reps) + int(alive.sum()) * (len(trs) - len(reps))
+    return (designs, evaluated) if designs else None
 
 
 REPRESENTATIVE_TILES = np.array([8, 16, 32])

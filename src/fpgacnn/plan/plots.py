@@ -36,15 +36,18 @@ def roofline(report: dict, path) -> Path:
     xs = [lo, peak / bandwidth, hi]
     ax.plot(xs, [min(peak, x * bandwidth) for x in xs], color="black",
             label=f"roof: {peak:.1f} GOPS, {bandwidth:.2f} GB/s")
-    for layer in layers:
+    for i, layer in enumerate(layers):
         ax.scatter(layer["ctc"], layer["attainable"], zorder=3)
         ax.annotate(layer["name"], (layer["ctc"], layer["attainable"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
-    from matplotlib.ticker import NullFormatter
+                    xytext=(4, 4 - 9 * (i % 2)), textcoords="offset points")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     ax.set_xscale("log")
     ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):
+    for axis in (ax.xaxis, ax.yaxis):   # 1-2-5 ticks with plain numbers: readable values
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(NullFormatter())
+    ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
     ax.set_xlabel("computation to communication ratio (ops per DDR byte)")
     ax.set_ylabel("attainable performance (GOPS)")
     ax.set_title(f"roofline: Tm={cfg['tm']} Tn={cfg['tn']} on {report['device']['name']}")
