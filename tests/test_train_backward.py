@@ -99,7 +99,32 @@ def test_accumulators_too_narrow_for_the_gradients_are_refused():
                                         r"43 bits \(16-bit x 16-bit products summed over 2048"):
         check_widths(graph, Widths(bits=16, acc_bits=42), batch=32)
     check_widths(graph, Widths(bits=16, acc_bits=43), batch=32)
+    # one shared PReLU slope sums over every element: 32 * 4 * 6 * 6 = 4608 terms, 44 bits,
+    # more than the conv's own weight gradient (32 * 6 * 6 = 1152 terms, 42 bits)
+    shared = Graph("p", {"x": (1, 3, 6, 6)}, [
+        Node("c", ops.Conv2d(3, 4, 3, padding=1, activation=ops.PReLU(1)), ("x",),
+             {"weight": np.zeros((4, 3, 3, 3)), "bias": np.zeros(4), "slope": np.zeros(1)})],
+        ("c",))
+    with pytest.raises(UserError, match=r"layer 'c': the slope-gradient accumulator needs 44"):
+        check_widths(shared, Widths(bits=16, acc_bits=43), batch=32)
+    check_widths(shared, Widths(bits=16, acc_bits=44), batch=32)
     with pytest.raises(UserError, match="--grad-bits must be an integer in 2..16"):
         Widths(bits=16, grad_bits=20)
     with pytest.raises(UserError, match="--update-bits"):
         Widths(bits=16, update_bits=16)
+
+
+def test_leaky_relu_backward_uses_the_forward_alpha():
+    """With --bits 4 and --grad-bits 16 the backward multiplies by the alpha the forward used
+    (0.1 in 4 bits: 6 * 2**-6), not by alpha rounded to the gradient width."""
+    graph = Graph("l", {"x": (2, 3)}, [
+        Node("fc", ops.Linear(3, 4), ("x",), {"weight": np.eye(4, 3), "bias": np.zeros(4)}),
+        Node("act", ops.LeakyReLU(0.1), ("fc",))], ("act",))
+    act, grad = Rounder(4), Rounder(BITS)
+    params = {"fc": {k: act.float(v) for k, v in graph.node("fc").params.items()}}
+    x = act.float(np.array([[1.0, -2.0, 3.0], [-4.0, 5.0, -6.0]]))
+    tape = forward(graph, params, x, act)
+    d_out = grad.float(np.arange(1.0, 9.0).reshape(2, 4))
+    dz = backward(graph, params, tape, d_out, grad).tensors["fc"]
+    z = tape.values["fc"].to_float()
+    np.testing.assert_array_equal(dz.to_float(), np.where(z > 0, 1, 6 / 64) * d_out.to_float())

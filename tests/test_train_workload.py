@@ -55,6 +55,7 @@ def test_conv_backward_ops_compute_the_autograd_gradients(n, g, cin_g, cout_g, k
     dy = torch.tensor(rng.standard_normal(tuple(y.shape)))
     y.backward(dy)
     oh, ow = y.shape[2:]
+    macs = n * op.out_channels * oh * ow * cin_g * kernel[0] * kernel[1]
 
     # input gradient: dY with stride-1 zeros inserted, cropped to the listed input shape
     gi_op, gi_shape = items["conv.grad_input"]
@@ -78,13 +79,27 @@ def test_conv_backward_ops_compute_the_autograd_gradients(n, g, cin_g, cout_g, k
     dw = apply(gw_op, xs, kernel_dy).transpose(0, 1)
     np.testing.assert_allclose(dw.numpy(), w.grad.numpy(), rtol=1e-9, atol=1e-9)
 
+    # the same gradient in GEMM form: dY (Cout/g, N*OH*OW) times im2col(X)^T, one per group
+    gemm = {name: (o, s) for name, o, s in training_step_layers(graph, n, weight_grad="gemm")}
+    xpad = F.pad(x.detach(), (pads[1], pads[3], pads[0], pads[2]))
+    cols = F.unfold(xpad, kernel, dilation, 0, stride)    # (N, Cin*kh*kw, OH*OW), c-major
+    for i in range(g):
+        name = "conv.grad_weight" if g == 1 else f"conv.grad_weight.g{i}"
+        gemm_op, gemm_shape = gemm[name]
+        taps = cols[:, i * cin_g * kernel[0] * kernel[1]:(i + 1) * cin_g * kernel[0] * kernel[1]]
+        weight = taps.permute(1, 0, 2).reshape(cin_g * kernel[0] * kernel[1], -1)
+        rows = dy[:, i * cout_g:(i + 1) * cout_g].transpose(0, 1).reshape(gemm_shape)
+        np.testing.assert_allclose(apply(gemm_op, rows, weight).numpy(),
+                                   w.grad[i * cout_g:(i + 1) * cout_g].reshape(cout_g, -1),
+                                   rtol=1e-9, atol=1e-9)
+        assert g * _macs(gemm_op, gemm_shape) == macs
+
     gb_op, gb_shape = items["conv.grad_bias"]
     dy_rows = dy.transpose(0, 1).reshape(gb_shape)
     np.testing.assert_allclose(apply(gb_op, dy_rows, torch.ones(1, gb_shape[1],
                                                                 dtype=torch.float64))[:, 0],
                                b.grad.numpy(), rtol=1e-9, atol=1e-9)
 
-    macs = n * op.out_channels * oh * ow * cin_g * kernel[0] * kernel[1]
     assert _macs(gw_op, gw_shape) == macs
     assert _macs(gi_op, gi_shape) == n * op.in_channels * hw[0] * hw[1] * cout_g * \
         kernel[0] * kernel[1]
@@ -92,6 +107,8 @@ def test_conv_backward_ops_compute_the_autograd_gradients(n, g, cin_g, cout_g, k
 
 def _macs(op, shape):
     out = op.output_shape([shape])
+    if isinstance(op, ops.Linear):
+        return int(np.prod(out)) * op.in_features
     per_output = op.in_channels // op.groups * op.kernel[0] * op.kernel[1]
     return int(np.prod(out)) * per_output
 
@@ -147,3 +164,17 @@ def test_digits_step_lists_forward_then_backward():
                          "conv3.grad_weight", "conv3.grad_bias", "conv2.grad_input",
                          "conv2.grad_weight", "conv2.grad_bias", "conv1.grad_weight",
                          "conv1.grad_bias"]
+
+
+def test_weight_gradient_form_follows_max_kernel():
+    """"auto" keeps the conv form while its OH x OW kernel fits max_kernel, else GEMM form."""
+    def grad_weight(hw, **form):
+        graph = conv_graph(ops.Conv2d(2, 4, 3), (1, 2) + hw, first=True)
+        (op,) = [o for name, o, _ in training_step_layers(graph, 8, **form)
+                 if name == "conv.grad_weight"]
+        return op
+
+    assert isinstance(grad_weight((13, 13), weight_grad="auto"), ops.Conv2d)       # 11 x 11
+    assert isinstance(grad_weight((14, 13), weight_grad="auto"), ops.Linear)       # 12 x 11
+    assert grad_weight((14, 13), weight_grad="auto", max_kernel=12).kernel == (12, 11)
+    assert isinstance(grad_weight((14, 13)), ops.Conv2d)                            # default

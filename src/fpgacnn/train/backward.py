@@ -40,7 +40,8 @@ def _through_activation(node: Node, act, dy: Fixed, p, tape: Tape, rounder, grad
     if isinstance(act, ops.PReLU):
         grads.params.setdefault(node.name, {})["slope"] = prelu_slope_grad(
             dy, z, act.channels, rounder)
-    return activation_grad(act, dy, z, rounder, activation_slope(node, p, rounder.bits))
+    # the slope the forward used: LeakyReLU's alpha at the activation width, z's
+    return activation_grad(act, dy, z, rounder, activation_slope(node, p, z.bits))
 
 
 def _layer_grads(node, dz: Fixed, x: Fixed, p, rounder, need_input: bool) -> tuple:

@@ -8,8 +8,13 @@ summed need `a + b - 1 + bit_length(K)` bits. Each Conv2d/Linear builds three su
     input gradient   gradients x weights      over K = Cout/g * kh * kw (or out_features)
     weight gradient  activations x gradients  over K = N * OH * OW (or N)
 
+and a PReLU (standalone or fused) one more: its slope gradient, activations x gradients over
+K = N * H * W per channel (N * C * H * W for one shared slope).
+
 >>> check_trainable(graph); check_widths(graph, Widths(bits=16), batch=32)
 """
+
+import math
 
 from fpgacnn.errors import UserError
 from fpgacnn.ir import ops
@@ -53,7 +58,18 @@ def accumulator_bits(a_bits: int, b_bits: int, terms: int) -> int:
 
 
 def layer_sums(graph: Graph, node, batch: int) -> list[tuple[str, str, int]]:
-    """(what, kind of operands, terms) of each sum a Conv2d/Linear builds in one step."""
+    """(what, kind of operands, terms) of each sum a node builds in one step."""
+    sums = gemm_sums(graph, node, batch) if isinstance(node.op, (ops.Conv2d, ops.Linear)) else []
+    act = node.op if isinstance(node.op, ops.PReLU) else getattr(node.op, "activation", None)
+    if isinstance(act, ops.PReLU):
+        shape = (batch,) + tuple(graph.shapes[node.name][1:])
+        per_slope = math.prod(shape) // (shape[1] if act.channels > 1 else 1)
+        sums.append(("slope-gradient", "act x grad", per_slope))
+    return sums
+
+
+def gemm_sums(graph: Graph, node, batch: int) -> list[tuple[str, str, int]]:
+    """The forward, input-gradient and weight-gradient sums of a Conv2d or Linear."""
     op = node.op
     y_shape = graph.shapes[node.name]
     if isinstance(op, ops.Conv2d):
@@ -72,8 +88,6 @@ def check_widths(graph: Graph, widths: Widths, batch: int) -> None:
     """UserError naming the first layer whose accumulator cannot hold its worst-case sum."""
     width_of = {"act": widths.bits, "weight": widths.bits, "grad": widths.grad}
     for node in graph.nodes:
-        if not isinstance(node.op, (ops.Conv2d, ops.Linear)):
-            continue
         for what, kinds, terms in layer_sums(graph, node, batch):
             a, b = (width_of[k] for k in kinds.split(" x "))
             need = accumulator_bits(a, b, terms)

@@ -17,6 +17,7 @@ from fpgacnn.golden.arith import saturate
 from fpgacnn.ir import ops
 from fpgacnn.ir.graph import Graph, Node
 from fpgacnn.train import pooling, routing
+from fpgacnn.train.activation_grad import scaled_negative
 from fpgacnn.train.fixed import (Fixed, Rounder, align, exact_conv2d, exact_matmul,
                                  pad_or_crop, quantize_float, round_divide)
 
@@ -53,11 +54,7 @@ def activate(act, z: Fixed, rounder: Rounder, slope: Fixed | None) -> Fixed:
     if isinstance(act, ops.Clip):
         low, high = (int(np.floor(np.ldexp(v, z.frac_bits) + 0.5)) for v in (act.low, act.high))
         return Fixed(saturate(np.clip(z.value, low, high), z.bits, True), z.frac_bits, z.bits)
-    shape = (1, -1) + (1,) * (z.value.ndim - 2) if slope.value.size > 1 else ()
-    frac = z.frac_bits + slope.frac_bits
-    acc = np.where(z.value > 0, align(z.value, z.frac_bits, frac),
-                   z.value * slope.value.reshape(shape))
-    return rounder(acc, frac)
+    return scaled_negative(z, z, slope, rounder)   # z * slope where z <= 0
 
 
 def _conv(node: Node, x: Fixed, p) -> tuple[np.ndarray, int]:
