@@ -43,12 +43,17 @@ def simulate(g):
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+        ending = False
         while ctx.get(dut.busy):
+            if out:
+                assert not ending, "ending was raised before the last output"
+            ending = ctx.get(dut.ending)
             pad = ctx.get(dut.pad)
             out.append((None if pad else ctx.get(dut.addr), ctx.get(dut.kk),
                         bool(ctx.get(dut.first)), bool(ctx.get(dut.last)), ctx.get(dut.seq),
                         bool(ctx.get(dut.pool_first)), bool(ctx.get(dut.pool_last))))
             await ctx.tick()
+        assert ending, "ending was not raised with the last output"
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

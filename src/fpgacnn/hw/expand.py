@@ -52,6 +52,7 @@ class Expander(wiring.Component):
             "pool_first": Out(1),
             "pool_last": Out(1),
             "busy": Out(1),
+            "ending": Out(1),           # this is the step's last output
         })
 
     def elaborate(self, platform):
@@ -81,6 +82,8 @@ class Expander(wiring.Component):
         m.d.comb += [
             self.valid.eq(running),
             self.busy.eq(running),
+            self.ending.eq(running & self.last & self.pool_last
+                           & (group_c == groups_w - 1) & (group_r == groups_h - 1)),
             self.addr.eq(Mux(self.pad, 0, (a_p + ky_off + kx)[:len(self.addr)])),
             self.kk.eq(kk),
             self.pad.eq((iy < 0) | (iy >= self.in_h) | (ix < 0) | (ix >= self.in_w)),
