@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fpgacnn.errors import UserError
 from fpgacnn.export import FileOptions, Layout, read_tensor, write_tensor
+from fpgacnn.export.layout import contiguous_copy
 
 
 def parse_groups(side):
@@ -289,3 +290,17 @@ def test_whole_byte_lanes_in_bin(tmp_path, bits, msb_first, byteorder, signed):
         w.to_bytes(3 * bits // 8, byteorder) for w in words)
     np.testing.assert_array_equal(read_tensor(tmp_path / "x.bin", layout, x.shape, "bin", options),
                                   x)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.uint8, np.int32])
+@pytest.mark.parametrize("shape, axes", [
+    ((32, 72, 1, 1), (0, 2, 3, 1)), ((6, 4, 8), (1, 0, 2)), ((5, 3, 4, 2), (2, 0, 1, 3)),
+    ((4, 6, 3, 2), (1, 0, 3, 2)), ((2, 3, 4), (0, 1, 2)), ((3, 1, 6), (2, 1, 0))])
+def test_contiguous_copy_equals_numpy(dtype, shape, axes):
+    """Runs copied as wider integers give what np.ascontiguousarray gives, whatever the run."""
+    source = np.arange(prod(shape), dtype=np.int64).astype(dtype).reshape(shape)
+    view = source.reshape(shape[0], -1, *shape[2:]) if len(shape) > 3 else source
+    view = view.transpose(axes)
+    copy = contiguous_copy(view, source)
+    assert copy.flags.c_contiguous and copy.dtype == view.dtype
+    np.testing.assert_array_equal(copy, view)

@@ -66,6 +66,29 @@ def test_export_writes_files_image_vectors_and_manifest(saved, tmp_path):
         np.testing.assert_array_equal(back.reshape(value.shape), value)
 
 
+@pytest.mark.parametrize("fmt, extra", [("bin", ["--byteorder", "big"]), ("npy", []),
+                                         ("h", []), ("mif", ["--radix", "2"]), ("coe", [])])
+def test_manifest_hashes_what_is_on_disk(saved, tmp_path, fmt, extra):
+    """The digests are computed from the bytes as they are written (banks, vectors and the
+    DDR image with its zero gaps included); they must be those of the files."""
+    directory, _, _ = saved
+    (tmp_path / "banks.toml").write_text(
+        '[layouts.banked]\npattern = "(mb q) (nb l) ky kx -> (mb nb ky kx) (q l)"\n'
+        'sizes = { q = 16, l = 8 }\nbits = 8\npad = true\nbank_depth = 4\n'
+        '[kinds]\nweight = "banked"\n')
+    out = tmp_path / "out"
+    assert main(["export", str(directory / "small.q.npz"), "--format", fmt, *extra,
+                 "--layout", str(tmp_path / "banks.toml"), "--vectors",
+                 str(directory / "x.npy"), "-o", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert any("_bank1" in name for name in manifest["files"])
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == on_disk - {"manifest.json"}
+    for name, info in manifest["files"].items():
+        data = (out / name).read_bytes()
+        assert (info["bytes"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+
+
 def test_reruns_are_byte_identical(saved, tmp_path):
     directory, _, _ = saved
     assert export(directory, tmp_path / "one", "--radix", "2") == 0

@@ -12,6 +12,7 @@ significant end of the word unless `msb_first` (the seed writes strings left to 
 first value is the most significant one). The pattern algebra is einops'.
 """
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from math import prod
@@ -71,14 +72,7 @@ class Layout:
         self._sides()
 
     def _sides(self) -> tuple[ParsedExpression, ParsedExpression]:
-        if self.pattern.count("->") != 1:
-            raise UserError(f"layout {self.pattern!r}: a pattern needs exactly one '->'")
-        left, right = (s.strip() for s in self.pattern.split("->"))
-        try:
-            parsed = ParsedExpression(left), ParsedExpression(right)
-        except einops.EinopsError as e:
-            raise UserError(f"layout {self.pattern!r}: {str(e).strip().splitlines()[0]}") \
-                from None
+        parsed = parse_pattern(self.pattern)
         if parsed[0].has_ellipsis or parsed[1].has_ellipsis:
             raise UserError(f"layout {self.pattern!r}: '...' is not supported; name every axis")
         if len(parsed[1].composition) not in (1, 2):
@@ -149,8 +143,13 @@ class Layout:
         tensor = narrowed(tensor, storage_dtype(self.bits, self.signed))
         if padded != tensor.shape:
             tensor = np.pad(tensor, [(0, p - d) for p, d in zip(padded, tensor.shape)])
-        rows = einops.rearrange(tensor, self.pattern, **sizes)
-        return rows.reshape(rows.shape[0], -1)
+        _, right = self._sides()
+        lhs = self.pattern.split("->")[0].strip()
+        elementary = " ".join(a for group in right.composition for a in group)
+        # every output axis on its own: einops gives a transposed view, copied once below
+        view = einops.rearrange(tensor, f"{lhs} -> {elementary}", **sizes)
+        groups = [prod(sizes[a] for a in g) for g in right.composition]
+        return contiguous_copy(view, tensor).reshape(groups[0], -1)
 
     def unrows(self, rows, shape) -> np.ndarray:
         """The inverse of `rows`: the tensor of `shape` from a (rows, lanes) array."""
@@ -173,6 +172,44 @@ class Layout:
         return {"pattern": self.pattern, "sizes": dict(self.sizes), "bits": self.bits,
                 "signed": self.signed, "msb_first": self.msb_first,
                 "word_bits": self.word_bits, "pad": self.pad, "bank_depth": self.bank_depth}
+
+
+@functools.lru_cache(maxsize=256)
+def parse_pattern(pattern: str) -> tuple[ParsedExpression, ParsedExpression]:
+    """The two sides of `pattern` as parsed by einops (cached: a layout is used many times)."""
+    if pattern.count("->") != 1:
+        raise UserError(f"layout {pattern!r}: a pattern needs exactly one '->'")
+    left, right = (s.strip() for s in pattern.split("->"))
+    try:
+        return ParsedExpression(left), ParsedExpression(right)
+    except einops.EinopsError as e:
+        raise UserError(f"layout {pattern!r}: {str(e).strip().splitlines()[0]}") from None
+
+
+def contiguous_copy(view: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """`np.ascontiguousarray(view)` for a view of `source`, copying each run of bytes that is
+    contiguous in both as wider integers where the run allows it.
+
+    An FC weight in the engine's layout moves runs of L int8 values: copied as uint64 words,
+    the transposition is about three times faster than value by value.
+    """
+    if view.flags.c_contiguous or not source.flags.c_contiguous or view.size == 0:
+        return np.ascontiguousarray(view)
+    shape = [n for n in view.shape if n != 1]
+    strides = [s for n, s in zip(view.shape, view.strides) if n != 1]
+    run = view.itemsize
+    while shape and strides[-1] == run:
+        run *= shape.pop()
+        strides.pop()
+    width = next((w for w in (8, 4, 2) if run % w == 0), 1)
+    offset = view.ctypes.data - source.ctypes.data
+    if width <= view.itemsize or offset % width or any(s % width for s in strides):
+        return np.ascontiguousarray(view)
+    flat = source.reshape(-1).view(np.uint8)
+    words = flat[offset:offset + (flat.size - offset) // width * width].view(f"u{width}")
+    wide = np.lib.stride_tricks.as_strided(words, shape + [run // width],
+                                           strides + [width], writeable=False)
+    return np.ascontiguousarray(wide).view(view.dtype).reshape(view.shape)
 
 
 def storage_dtype(bits: int, signed: bool) -> np.dtype:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import shutil
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import numpy as np
 from fpgacnn import golden
 from fpgacnn.atomic import atomic_open, atomic_path
 from fpgacnn.config import HardwareConfig
-from fpgacnn.export.ddr import (batch_one, finish_image, fmap_tensors, param_arrays, plan_ddr,
-                                write_at)
+from fpgacnn.export.ddr import batch_one, fmap_tensors, param_arrays, plan_ddr, write_at
+from fpgacnn.export.digest import Digests
 from fpgacnn.export.formats import FileOptions, format_module
 from fpgacnn.export.layoutfile import LayoutFile
 from fpgacnn.export.tensorio import write_rows
@@ -32,14 +33,6 @@ MANIFEST_FORMAT = "fpgacnn-export-1"
 def file_stem(name: str) -> str:
     """A file name from a tensor name: '/conv1/Conv_output_0' -> '_conv1_Conv_output_0'."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def integer_input(qmodel, x) -> np.ndarray:
@@ -65,21 +58,22 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
     out = Path(out_dir)
     ddr_map = plan_ddr(qmodel, config, layout_file)
     x_int = None if vectors is None else integer_input(qmodel, vectors)
-    with ThreadPoolExecutor(max_workers=1) as hasher:
-        files = _Written(out, hasher, progress)
-        with atomic_open(out / "ddr.bin", "wb") as ddr:
+    files = _Written(out, Digests(), progress)
+    try:
+        with atomic_open(out / "ddr.bin", "wb") as f, _ImageWriter(f, ddr_map.size) as image:
             for region, array in param_arrays(qmodel, ddr_map):
                 # once, for both the layer's file and the image
                 rows = region.rows_of(array, saturating)
                 path = out / f"{file_stem(region.name)}{module.SUFFIX}"
-                files.add(write_rows(path, rows, region.layout, fmt, options, region.name),
-                          region.name, region.kind)
-                write_at(ddr, region.offset, to_bytes(rows, region.geometry, "little"))
-            for tensor, value in batch_one(qmodel, x_int).items():
-                region = ddr_map.region(f"fmap.{tensor}")
-                write_at(ddr, region.offset, region.encode(value))
-            finish_image(ddr, ddr_map.size)
-        files.add([out / "ddr.bin"], "ddr image", "ddr")
+                files.add(write_rows(path, rows, region.layout, fmt, options, region.name,
+                                     files.digests), region.name, region.kind)
+                image.write(region.offset, to_bytes(rows, region.geometry, "little"))
+                files.throttle(image)
+            inputs = [(ddr_map.region(f"fmap.{t}"), value)
+                      for t, value in batch_one(qmodel, x_int).items()]
+            for region, value in sorted(inputs, key=lambda pair: pair[0].offset):
+                image.write(region.offset, region.encode(value))
+        files.add([out / "ddr.bin"], "ddr image", "ddr", image.hexdigest())
         ddr_map.save(out / "ddr_map.json")
         files.add([out / "ddr_map.json"], "ddr map", "ddr")
         if x_int is not None:
@@ -88,29 +82,101 @@ def export_network(qmodel, out_dir, fmt: str, config: HardwareConfig = HardwareC
                     "options": dataclasses.asdict(options), "config": dataclasses.asdict(config),
                     "vectors": None if x_int is None else list(x_int.shape),
                     "files": files.entries()}
+    finally:
+        files.digests.close()
     with atomic_open(out / "manifest.json") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
     return manifest
 
 
+class _ImageWriter:
+    """ddr.bin written region by region in offset order by a background thread that also
+    hashes it; the gaps between regions are left as holes (zeros) and hashed as zeros."""
+
+    ZEROS = bytes(1 << 20)
+
+    def __init__(self, f, size: int):
+        self.f, self.size = f, size
+        self.digest = hashlib.sha256()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddr.bin")
+        self.pending = []
+        self.cursor = 0  # the end of what was submitted
+        self.hashed = 0  # the end of what was hashed (in the worker)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            self.pending.append(self.executor.submit(self._finish))
+        self.executor.shutdown(wait=True)  # before the file is closed, even on an error
+        if kind is None:
+            for future in self.pending:
+                future.result()
+
+    def write(self, offset: int, data) -> None:
+        if offset < self.cursor:
+            raise ValueError(f"DDR image: a write at {offset} after one ending at {self.cursor}")
+        self.cursor = offset + len(data)
+        self.pending.append(self.executor.submit(self._write, offset, data))
+
+    def mark(self):
+        """A future that is done when everything submitted so far is written and hashed."""
+        return self.pending[-1] if self.pending else None
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+    def _write(self, offset: int, data) -> None:
+        self._hash_zeros(offset)
+        write_at(self.f, offset, data)
+        self.digest.update(data)
+        self.hashed = offset + len(data)
+
+    def _finish(self) -> None:
+        self._hash_zeros(self.size)
+        self.f.truncate(self.size)
+
+    def _hash_zeros(self, end: int) -> None:
+        while self.hashed < end:
+            step = min(end - self.hashed, len(self.ZEROS))
+            self.digest.update(memoryview(self.ZEROS)[:step])
+            self.hashed += step
+
+
 class _Written:
-    """The files written so far; each is hashed in the background as soon as it is complete."""
+    """The files written so far and their SHA-256 (computed in the background)."""
 
-    def __init__(self, out: Path, hasher, progress):
-        self.out, self.hasher, self.progress = out, hasher, progress
+    def __init__(self, out: Path, digests: Digests, progress):
+        self.out, self.digests, self.progress = out, digests, progress
         self.files = {}
+        self.marks = deque()
 
-    def add(self, paths, tensor: str, kind: str) -> None:
+    def add(self, paths, tensor: str, kind: str, sha256: str | None = None) -> None:
+        """Record `paths`; those not written through `self.digests` nor given `sha256` are
+        hashed by reading them."""
         for p in paths:
             name = str(Path(p).relative_to(self.out))
+            if sha256 is None and p not in self.digests:
+                self.digests.file(p)
             self.files[name] = ({"tensor": tensor, "kind": kind, "bytes": Path(p).stat().st_size},
-                                self.hasher.submit(sha256_of, p))
+                                sha256 or Path(p))
         if self.progress is not None:
             self.progress.update(1)
 
+    def throttle(self, image: _ImageWriter) -> None:
+        """Wait until the buffers of the region before the last one are written and hashed, so
+        that at most two regions' bytes are held at a time."""
+        self.marks.append((self.digests.mark(), image.mark()))
+        if len(self.marks) > 1:
+            for future in self.marks.popleft():
+                if future is not None:
+                    future.result()
+
     def entries(self) -> dict:
-        return {name: info | {"sha256": digest.result()}
+        return {name: info | {"sha256": digest if isinstance(digest, str)
+                              else self.digests.hexdigest(digest)}
                 for name, (info, digest) in sorted(self.files.items())}
 
 
@@ -125,7 +191,8 @@ def _write_vectors(qmodel, ddr_map, x_int, out, suffix, fmt, options, files) -> 
         value = value.reshape(value.shape + (1, 1)) if value.ndim == 2 else value
         path = out / "vectors" / f"{file_stem(tensor)}{suffix}"
         rows = region.layout.rows(value, tensor)
-        files.add(write_rows(path, rows, region.layout, fmt, options, tensor), tensor, "vector")
+        files.add(write_rows(path, rows, region.layout, fmt, options, tensor, files.digests),
+                  tensor, "vector")
 
 
 def write_expected_image(out: Path, ddr_map, fmaps: dict) -> None:

@@ -30,8 +30,12 @@ def bank_paths(path, n_rows: int, layout: Layout) -> list[Path]:
 
 
 def write_rows(path, rows: np.ndarray, layout: Layout, fmt: str,
-               options: FileOptions = FileOptions(), title: str = "tensor") -> list[Path]:
-    """Write (rows, lanes) values to `path` (or its banks) atomically; returns the paths."""
+               options: FileOptions = FileOptions(), title: str = "tensor",
+               digests=None) -> list[Path]:
+    """Write (rows, lanes) values to `path` (or its banks) atomically; returns the paths.
+
+    `digests` (an `export.digest.Digests`): hash each file from the bytes as they are written.
+    """
     module = format_module(fmt)
     g = WordGeometry.of(layout, rows.shape[1])
     if len(rows) == 0:
@@ -42,7 +46,8 @@ def write_rows(path, rows: np.ndarray, layout: Layout, fmt: str,
         part = rows[k * depth:(k + 1) * depth]
         bank_title = title if len(paths) == 1 else f"{title} bank {k}"
         with atomic_open(bank, "wb") as f:
-            module.write(f, part, g, options, bank_title)
+            module.write(f if digests is None else digests.writer(f, bank), part, g, options,
+                         bank_title)
     return paths
 
 
