@@ -47,7 +47,10 @@ def _weight_matrix(w: np.ndarray):
     hit = _weight_cache.get(id(w))
     if hit is not None and hit[0]() is w:
         return hit[1], hit[2]
-    w2 = torch.from_numpy(np.ascontiguousarray(w.reshape(w.shape[0], -1), np.int8))
+    wt = torch.from_numpy(np.asarray(w, np.int8))
+    if wt.ndim == 4:
+        wt = wt.permute(0, 2, 3, 1)                   # (O, kh, kw, C): the im2col order
+    w2 = wt.reshape(wt.shape[0], -1).contiguous()
     k, o = w2.shape[1], w2.shape[0]
     # K and O padded with zero weights to multiples of 8, which every kernel accepts
     matrix = F.pad(w2.t(), (0, -o % 8, 0, -k % 8)).contiguous()
@@ -60,17 +63,30 @@ def _weight_matrix(w: np.ndarray):
     return matrix, sums
 
 
-def _mm(a: torch.Tensor, matrix: torch.Tensor, outputs: int) -> torch.Tensor:
-    """a (M, K) int8 @ matrix (K8, O8) -> int32 (M, outputs), in row chunks of M >= 17."""
+def _mm_into(a: torch.Tensor, matrix: torch.Tensor, out: torch.Tensor) -> None:
+    """out (M, O) int32 = a (M, K8) int8 @ matrix (K8, O8), in row chunks of at least 17."""
+    outputs = out.shape[1]
     rows = max(32, _CHUNK_BYTES // max(1, a.shape[1]))
-    extra_k = matrix.shape[0] - a.shape[1]
-    parts = []
     for start in range(0, a.shape[0], rows):
         part = a[start:start + rows]
         short = part.shape[0]
-        part = F.pad(part, (0, extra_k, 0, max(0, 17 - short)))
-        parts.append(torch._int_mm(part, matrix)[:short, :outputs])
-    return torch.cat(parts)
+        if short >= 17 and outputs == matrix.shape[1]:
+            torch._int_mm(part, matrix, out=out[start:start + short])
+            continue
+        if short < 17:
+            part = F.pad(part, (0, 0, 0, 17 - short))
+        out[start:start + short] = torch._int_mm(part, matrix)[:short, :outputs]
+
+
+def _padded_rows(rows: torch.Tensor, k8: int) -> torch.Tensor:
+    """A contiguous int8 (M, k8) copy of rows (M, K), zero columns appended."""
+    m, k = rows.shape
+    if k == k8:
+        return rows.contiguous()
+    a = torch.empty((m, k8), dtype=torch.int8)
+    a[:, k:] = 0
+    a[:, :k] = rows
+    return a
 
 
 def _offset(signed: bool) -> int:
@@ -81,26 +97,48 @@ def linear_acc(x: np.ndarray, zero_point: int, signed: bool, w: np.ndarray) -> n
     """sum_k (x - zp) * w[o, k] for x (N, K) of at most 8 bits; int64 (N, O)."""
     o = _offset(signed)
     matrix, sums = _weight_matrix(w)
-    a = torch.from_numpy(np.asarray(x - o, np.int8))
-    acc = _mm(a, matrix, w.shape[0]).to(torch.int64) + (o - zero_point) * sums
-    return acc.numpy()
+    a = _padded_rows(torch.from_numpy(np.asarray(x - o, np.int8)), matrix.shape[0])
+    out = torch.empty((a.shape[0], w.shape[0]), dtype=torch.int32)
+    _mm_into(a, matrix, out)
+    return (out.to(torch.int64) + (o - zero_point) * sums).numpy()
 
 
 def conv_acc(x: np.ndarray, zero_point: int, signed: bool, w: np.ndarray, op) -> np.ndarray:
-    """The conv accumulator (no bias) of an ungrouped Conv2d by im2col + int8 GEMM."""
+    """The conv accumulator (no bias) of an ungrouped Conv2d by im2col + int8 GEMM.
+
+    The input is made channels-last, so each kernel tap copies runs of C bytes into the
+    im2col rows (ordered kh, kw, C like the weight matrix); one image at a time.
+    """
     o = _offset(signed)
     matrix, sums = _weight_matrix(w)
-    n = x.shape[0]
+    n, c = x.shape[:2]
     t, l, b, r = op.padding
     (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
-    xt = torch.from_numpy(np.asarray(x - o, np.int8))
-    xt = F.pad(xt.to(torch.int16), (l, r, t, b), value=zero_point - o).to(torch.int8)
-    cols = xt.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)
-    cols = cols[..., ::dh, ::dw]                      # (N, C, OH, OW, kh, kw)
-    oh, ow = cols.shape[2], cols.shape[3]
-    per_image = []
-    for i in range(n):
-        a = cols[i].permute(1, 2, 0, 3, 4).reshape(oh * ow, -1)
-        per_image.append(_mm(a, matrix, w.shape[0]))
-    acc = torch.stack(per_image).to(torch.int64) + (o - zero_point) * sums
-    return acc.reshape(n, oh, ow, -1).permute(0, 3, 1, 2).numpy()
+    h, wd = x.shape[2:]
+    xh = torch.full((n, h + t + b, wd + l + r, c), zero_point - o, dtype=torch.int8)
+    xh[:, t:t + h, l:l + wd] = torch.from_numpy(np.asarray(x - o, np.int8)).permute(0, 2, 3, 1)
+    oh = (xh.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    ow = (xh.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    k8 = matrix.shape[0]
+    images = max(1, min(n, _CHUNK_BYTES // max(1, oh * ow * k8)))
+    out = torch.empty((n, oh * ow, w.shape[0]), dtype=torch.int32)
+    rows = torch.zeros((images, oh, ow, k8), dtype=torch.int8)
+    for first in range(0, n, images):
+        count = min(images, n - first)
+        block = xh[first:first + count]
+        if c < 16:  # few channels: one strided gather beats many tiny tap copies
+            cols = block.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)
+            cols = cols[..., ::dh, ::dw].permute(0, 1, 2, 4, 5, 3)  # (n, OH, OW, kh, kw, C)
+            rows[:count, :, :, :kh * kw * c] = cols.reshape(count, oh, ow, -1)
+        else:
+            for u in range(kh):
+                for v in range(kw):
+                    start = (u * kw + v) * c
+                    rows[:count, :, :, start:start + c] = block[
+                        :, u * dh:u * dh + sh * (oh - 1) + 1:sh,
+                        v * dw:v * dw + sw * (ow - 1) + 1:sw]
+        _mm_into(rows[:count].view(count * oh * ow, k8), matrix,
+                 out[first:first + count].view(count * oh * ow, -1))
+    acc = out.permute(0, 2, 1).to(torch.int64)
+    acc += ((o - zero_point) * sums).reshape(1, -1, 1)
+    return acc.reshape(n, -1, oh, ow).numpy()

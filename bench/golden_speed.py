@@ -1,0 +1,149 @@
+"""Golden model vs PyTorch's fbgemm int8 path on the same quantized model and batch.
+
+    .venv/bin/python bench/golden_speed.py                 # AlexNet, VGG16, YOLOv3-tiny; batch 1, 16
+    .venv/bin/python bench/golden_speed.py --models alexnet --batches 1 --repeats 3
+
+Both sides run the same QModel (affine, 8 bits, per-channel weights, float32 requantization
+mode, whose conv/linear layers equal fbgemm's bit for bit): the golden model through
+`fpgacnn.golden.run`, the peer as torch.ao quantized modules built from the same integers.
+Printed: seconds per batch for each and the ratio golden / fbgemm (target <= 1.0).
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fpgacnn import golden
+from fpgacnn.frontends import load_model
+from fpgacnn.ir import ops
+from fpgacnn.quant import QuantConfig, quantize
+
+warnings.filterwarnings("ignore")
+SHAPES = {"alexnet": (3, 224, 224), "vgg16": (3, 224, 224), "yolov3-tiny": (3, 416, 416)}
+
+
+def _qweight(layer):
+    w = torch.from_numpy(layer.weight.astype(np.int8))
+    scales = torch.from_numpy(layer.weight_scale.astype(np.float64))
+    if scales.numel() == 1:
+        return torch._make_per_tensor_quantized_tensor(w, float(scales[0]), 0)
+    return torch._make_per_channel_quantized_tensor(
+        w, scales, torch.zeros(len(scales), dtype=torch.long), 0)
+
+
+def _float_bias(layer, fin):
+    if layer.bias is None:
+        return None
+    return torch.from_numpy((layer.bias * fin.scale * layer.weight_scale).astype(np.float32))
+
+
+class FbgemmModel:
+    """The QModel as torch.ao quantized modules (fbgemm kernels)."""
+
+    def __init__(self, qm):
+        self.qm = qm
+        self.steps = [self._step(layer) for layer in qm.layers]
+
+    def _step(self, layer):
+        op, fin, fout = layer.op, self.qm.format_of(layer.inputs[0]), layer.output
+        if isinstance(op, (ops.Conv2d, ops.Linear)):
+            relu = isinstance(op.activation, ops.ReLU)
+            leaky = op.activation.alpha if isinstance(op.activation, ops.LeakyReLU) else None
+            if isinstance(op, ops.Conv2d):
+                t, l, b, r = op.padding
+                assert (t, l) == (b, r), "asymmetric conv padding"
+                cls = torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else \
+                    torch.ao.nn.quantized.Conv2d
+                mod = cls(op.in_channels, op.out_channels, op.kernel, op.stride, (t, l),
+                          op.dilation, op.groups)
+            else:
+                cls = torch.ao.nn.intrinsic.quantized.LinearReLU if relu else \
+                    torch.ao.nn.quantized.Linear
+                mod = cls(op.in_features, op.out_features)
+            mod.set_weight_bias(_qweight(layer), _float_bias(layer, fin))
+            mod.scale, mod.zero_point = fout.scale, fout.zero_point
+            if leaky is None:
+                return mod
+            qF = torch.ao.nn.quantized.functional
+            return lambda x: qF.leaky_relu(mod(x), leaky, fout.scale, fout.zero_point)
+        if isinstance(op, ops.MaxPool):
+            t, l, b, r = op.padding
+            if (t, l) == (b, r):
+                return lambda x: F.max_pool2d(x, op.kernel, op.stride, (t, l),
+                                              ceil_mode=op.ceil_mode)
+            return lambda x: F.max_pool2d(_replicate_pad(x, b, r), op.kernel, op.stride)
+        if isinstance(op, ops.Flatten):
+            return lambda x: x.reshape(x.shape[0], -1)
+        if isinstance(op, ops.Upsample):
+            return lambda x: F.interpolate(x, scale_factor=op.scale, mode="nearest")
+        if isinstance(op, ops.Concat):
+            return lambda *xs: torch.ops.quantized.cat(list(xs), op.axis, fout.scale,
+                                                       fout.zero_point)
+        if op.host:
+            return lambda x: torch.sigmoid(x.dequantize())
+        raise NotImplementedError(op.kind)
+
+    def __call__(self, x):
+        values = {next(iter(self.qm.input_shapes)): x}
+        for layer, step in zip(self.qm.layers, self.steps):
+            values[layer.name] = step(*[values[t] for t in layer.inputs])
+        return values[self.qm.outputs[0]]
+
+
+def _replicate_pad(x, bottom, right):
+    """Darknet's size-2 stride-1 pool pads bottom/right; the max is unchanged by replication."""
+    h, w = x.shape[2:]
+    rows = torch.cat([torch.arange(h), torch.full((bottom,), h - 1)])
+    cols = torch.cat([torch.arange(w), torch.full((right,), w - 1)])
+    return x[:, :, rows][:, :, :, cols]
+
+
+def _time(fn, repeats):
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench(name, batches, repeats):
+    shape = SHAPES[name]
+    graph = load_model(f"zoo:{name}", input_shape=(1,) + shape)
+    calib = np.random.default_rng(0).standard_normal((2,) + shape).astype(np.float32)
+    qm = quantize(graph, calib, QuantConfig(scheme="affine", bits=8, mode="float32",
+                                            per_channel=True))
+    peer = FbgemmModel(qm)
+    fin = qm.input_formats[next(iter(qm.input_formats))]
+    rows = []
+    for batch in batches:
+        x = np.random.default_rng(1).standard_normal((batch,) + shape).astype(np.float32)
+        x_int = golden.quantize_input(qm, x)
+        qx = torch.quantize_per_tensor(torch.from_numpy(x), fin.scale, fin.zero_point,
+                                       torch.quint8)
+        with torch.no_grad():
+            t_golden = _time(lambda: golden.run(qm, x_int), repeats)
+            t_fbgemm = _time(lambda: peer(qx), repeats)
+        rows.append((name, batch, t_golden, t_fbgemm, t_golden / t_fbgemm))
+        print(f"{name:12} batch {batch:3}  golden {t_golden:8.3f} s  fbgemm {t_fbgemm:8.3f} s  "
+              f"ratio {t_golden / t_fbgemm:5.2f}", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    torch.backends.quantized.engine = "fbgemm"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name in args.models:
+        bench(name, args.batches, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
