@@ -250,7 +250,7 @@ LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 # imports as extra BatchNorm-shaped nodes: their parameter count is the frontend's choice.
 LIGHT_MODELS = {"bvlc_alexnet": True, "squeezenet": True, "resnet50": True,
                 "inception_v1": True, "zfnet512": True, "vgg19": True,
-                "densenet121": False, "inception_v2": False}
+                "densenet121": False, "inception_v2": False, "shufflenet": True}
 
 
 def onnx_counts(path):

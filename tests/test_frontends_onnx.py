@@ -17,7 +17,7 @@ from torch import nn
 
 from fpgacnn.errors import UserError
 from fpgacnn.frontends.onnx import from_onnx
-from fpgacnn.ir import run_float, simplify
+from fpgacnn.ir import ops, run_float, simplify
 
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 RNG = np.random.default_rng(0)
@@ -314,7 +314,7 @@ def light_input(graph):
     return (np.arange(n).reshape(shape) / n).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["bvlc_alexnet", "squeezenet", "resnet50", "inception_v1",
+@pytest.mark.parametrize("name", ["bvlc_alexnet", "squeezenet", "resnet50", "inception_v1", "shufflenet",
                                   pytest.param("densenet121", marks=pytest.mark.slow)])
 def test_light_models_match_shipped_outputs_and_onnxruntime(name):
     """densenet121's shipped output is the one far from uniform: the strongest of these checks
@@ -336,10 +336,19 @@ def test_light_models_match_shipped_outputs_and_onnxruntime(name):
     assert relative_error(got[ir_name].reshape(logits.shape), logits) < 1e-4
 
 
-def test_light_shufflenet_fails_with_the_unsupported_reshape():
-    with pytest.raises(UserError, match=r"\(Reshape\): reshaping \(1, 112, 56, 56\) to "
-                                        r"\(1, 4, 28, 56, 56\) is not supported"):
-        from_onnx(os.path.join(DATA, "light", "light_shufflenet.onnx"))
+def test_light_shufflenet_channel_shuffles_become_one_op():
+    graph = from_onnx(os.path.join(DATA, "light", "light_shufflenet.onnx"))
+    shuffles = [n for n in graph.nodes if isinstance(n.op, ops.ChannelShuffle)]
+    assert shuffles and all(n.op.groups == 4 for n in shuffles)
+
+
+def test_transpose_outside_a_channel_shuffle_is_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])
+    node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1, 3, 2])
+    model = helper.make_model(helper.make_graph([node], "t", [x], [y]))
+    with pytest.raises(UserError, match="Transpose is supported only inside a channel shuffle"):
+        from_onnx(model)
 
 
 SHIPPED_MUST_PASS = [

@@ -51,6 +51,9 @@ class Context:
                          f"({self.node.op_type}): {message}")
 
     def dynamic(self, value, what="input") -> Ref:
+        if isinstance(value, Shuffling):
+            raise self.error("a 5-D Reshape/Transpose is supported only as a channel shuffle: "
+                             "Reshape(N,g,C/g,H,W) -> Transpose(0,2,1,3,4) -> Reshape(N,C,H,W)")
         if not isinstance(value, Ref):
             raise self.error(f"a constant {what} is not supported here")
         return value
@@ -264,10 +267,46 @@ def flatten(ctx, args, attrs):
     return _to_shape(ctx, x, (math.prod(shape[:axis]), math.prod(shape[axis:])))
 
 
+@dataclass(frozen=True)
+class Shuffling:
+    """A channel shuffle in progress: `x` viewed as (N, groups, C/groups, H, W), maybe transposed."""
+
+    x: Ref
+    groups: int
+    transposed: bool
+
+
+def _shuffle_step(ctx, value, target):
+    """The last Reshape of a channel shuffle, or the first (into 5-D); None if neither."""
+    if isinstance(value, Shuffling):
+        if value.transposed and tuple(target) == ctx.shape(value.x):
+            return ctx.add(ops.ChannelShuffle(value.groups), [value.x])
+        return None
+    n, c, h, w = ctx.shape(value) if len(ctx.shape(value)) == 4 else (0, 0, 0, 0)
+    if c and len(target) == 5 and target[0] == n and target[3:] == [h, w] \
+            and target[1] * target[2] == c:
+        return Shuffling(value, target[1], False)
+    return None
+
+
+def transpose(ctx, args, attrs):
+    value = args[0]
+    if isinstance(value, Shuffling) and not value.transposed \
+            and list(attrs.get("perm", [])) == [0, 2, 1, 3, 4]:
+        return Shuffling(value.x, value.groups, True)
+    raise ctx.error("Transpose is supported only inside a channel shuffle: "
+                    "Reshape(N,g,C/g,H,W) -> Transpose(0,2,1,3,4) -> Reshape(N,C,H,W)")
+
+
 def reshape(ctx, args, attrs):
+    target = [int(d) for d in np.asarray(args[1]).reshape(-1)]
+    if isinstance(args[0], Shuffling) or (isinstance(args[0], Ref) and -1 not in target
+                                           and 0 not in target):
+        step = _shuffle_step(ctx, args[0], target)
+        if step is not None:
+            return step
     x = ctx.dynamic(args[0])
     in_shape = ctx.shape(x)
-    target = [int(d) for d in np.asarray(args[1]).reshape(-1)]
     if not attrs.get("allowzero", 0):
         target = [in_shape[i] if d == 0 else d for i, d in enumerate(target)]
     if -1 in target:
@@ -324,7 +363,8 @@ def _table():
         "MaxPool": maxpool, "AveragePool": avgpool, "GlobalAveragePool": global_avgpool,
         "GlobalMaxPool": global_maxpool, "LRN": lrn,
         "Concat": concat, "Upsample": upsample, "Resize": resize,
-        "Pad": pad, "Flatten": flatten, "Reshape": reshape, "Squeeze": squeeze,
+        "Pad": pad, "Flatten": flatten, "Reshape": reshape, "Transpose": transpose,
+        "Squeeze": squeeze,
         "Unsqueeze": unsqueeze,
         "Softmax": softmax, "Dropout": passthrough(ops.Dropout),
         "Identity": passthrough(ops.Identity),
