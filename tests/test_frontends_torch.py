@@ -299,3 +299,14 @@ def test_functional_forms_through_torch_export(export_only):
     graph = check(Functional(), (2, 3, 8, 8))
     assert {"Conv2d", "PReLU", "Concat", "MaxPool", "AvgPool", "Upsample", "Clip", "Add",
             "Flatten", "Linear", "Softmax", "GlobalAvgPool"} <= set(kinds(graph))
+
+
+def test_channel_shuffle_module_matches_pytorch():
+    """nn.ChannelShuffle becomes one ChannelShuffle op; output compared with the module's."""
+    from fpgacnn.ir import ops as ir_ops, run_float
+    module = nn.Sequential(nn.Conv2d(3, 12, 1), nn.ChannelShuffle(3)).eval()
+    x = torch.randn(1, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    graph = from_torch(module, x)
+    assert any(isinstance(n.op, ir_ops.ChannelShuffle) and n.op.groups == 3 for n in graph.nodes)
+    got = run_float(graph, x.numpy())[graph.outputs[0]]
+    np.testing.assert_allclose(got, module(x).detach().numpy(), rtol=1e-5, atol=1e-6)

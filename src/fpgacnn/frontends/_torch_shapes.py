@@ -94,6 +94,10 @@ def dropout_function(ctx, name, _, args, kwargs, out):
     return ctx.add(name, ops.Dropout(), [args[0]])
 
 
+def channel_shuffle_module(ctx, name, m, args, kwargs, out):
+    return ctx.add(name, ops.ChannelShuffle(m.groups), [args[0]])
+
+
 def identity_module(ctx, name, m, args, kwargs, out):
     return ctx.add(name, ops.Identity(), [args[0]])
 

@@ -16,7 +16,7 @@ from fpgacnn.frontends._torch_ops import (adaptive_avg_function, adaptive_avg_mo
                                           linear_function, linear_module, maxpool_function,
                                           maxpool_module, mean, prelu_function, prelu_module,
                                           relu, relu6_function)
-from fpgacnn.frontends._torch_shapes import (add, concat, dropout_function, dropout_module,
+from fpgacnn.frontends._torch_shapes import (add, channel_shuffle_module, concat, dropout_function, dropout_module,
                                              flatten_module, identity_module, lrn_function,
                                              lrn_module, pass_through, reshape,
                                              softmax_function, softmax_module, upsample)
@@ -30,6 +30,7 @@ MODULES = {
     nn.AdaptiveAvgPool2d: adaptive_avg_module, nn.AdaptiveMaxPool2d: adaptive_max_module,
     nn.LocalResponseNorm: lrn_module,
     nn.Dropout: dropout_module, nn.Dropout1d: dropout_module, nn.Dropout2d: dropout_module,
+    nn.ChannelShuffle: channel_shuffle_module,
     nn.Identity: identity_module, nn.Flatten: flatten_module, nn.Softmax: softmax_module,
     nn.Upsample: upsample,  # UpsamplingNearest2d is an Upsample
 }
