@@ -111,13 +111,7 @@ class HardwareConfig:
 
     @classmethod
     def from_toml(cls, path) -> "HardwareConfig":
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise UserError(f"hardware config {path}: no such file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"hardware config {path}: {e}") from None
-        return cls().with_(**data.get("engine", data))
+        return cls().with_(**engine_keys(path))
 
     def to_toml(self) -> str:
         lines = ["[engine]"]
@@ -130,3 +124,22 @@ class HardwareConfig:
     def save(self, path) -> None:
         with atomic_open(path) as f:
             f.write(self.to_toml())
+
+
+def read_toml(path, what: str) -> dict:
+    """The TOML file at `path`; a missing or malformed file is a UserError naming `what`.
+
+    For example `read_toml("layouts.toml", "layout file")["layouts"]`.
+    """
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} {path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{what} {path}: {e}") from None
+
+
+def engine_keys(path) -> dict:
+    """The keys of a hardware configuration file: its [engine] table, or the whole file."""
+    data = read_toml(path, "hardware config")
+    return dict(data.get("engine", data))

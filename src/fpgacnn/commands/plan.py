@@ -2,11 +2,9 @@
 
 import json
 import sys
-import tomllib
-from pathlib import Path
 
 from fpgacnn.atomic import atomic_open
-from fpgacnn.config import HardwareConfig
+from fpgacnn.config import HardwareConfig, engine_keys
 from fpgacnn.errors import UserError
 
 HELP = "plan DSPs, BRAMs and cycles of a model on a device (engine or dataflow), or explore"
@@ -194,15 +192,9 @@ def user_keys(args) -> dict:
 def _config_file_keys(path) -> dict:
     if not path:
         return {}
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"hardware config {path}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"hardware config {path}: {e}") from None
-    keys = data.get("engine", data)
+    keys = engine_keys(path)
     HardwareConfig().with_(**keys)      # validate names and values now, naming the file's key
-    return dict(keys)
+    return keys
 
 
 def parse_set(text: str) -> dict:

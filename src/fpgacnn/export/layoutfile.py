@@ -18,13 +18,11 @@ Tensor kinds: `weight` (OIHW; an FC weight is read as (O, I, 1, 1)), `bias`, `re
 keeps the default that `default_layouts` derives from the hardware configuration.
 """
 
-import tomllib
 from dataclasses import dataclass, fields
-from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from fpgacnn.config import HardwareConfig
+from fpgacnn.config import HardwareConfig, read_toml
 from fpgacnn.errors import UserError
 from fpgacnn.export.layout import Layout
 
@@ -75,12 +73,7 @@ class LayoutFile:
 
     @classmethod
     def load(cls, path) -> "LayoutFile":
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise UserError(f"layout file {path}: no such file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"layout file {path}: {e}") from None
+        data = read_toml(path, "layout file")
         unknown = set(data) - {"layouts", "kinds", "layers"}
         if unknown:
             raise UserError(f"layout file {path}: unknown table [{sorted(unknown)[0]}]; "
