@@ -188,18 +188,29 @@ def test_model_without_gemm_layers_is_an_error(capsys, tmp_path):
     assert "no Conv2d or Linear" in err
 
 
-def test_integer_exploration_writes_a_config_the_rtl_compiler_accepts(capsys, tmp_path):
-    from fpgacnn.hw.program import check_config
-
+def test_integer_exploration_writes_a_config_the_rtl_engine_can_build(capsys, tmp_path):
     out = tmp_path / "hw.toml"
     report = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045", "--bits", "8",
                        "--explore", "-o", str(out)], capsys)
-    check_config(HardwareConfig.from_toml(out))     # the RTL compiler's own check
+    # The engine's structure, checked on the written numbers (not through engine_problems):
+    # one feature row of tn activations per memory word, Q x L weight rows and the four int32
+    # parameters per channel in whole words, tm a multiple of tn, kernel/stride within the
+    # descriptor's 4-bit/3-bit fields and wide enough for AlexNet's 11x11 stride-4 conv1.
+    cfg = HardwareConfig.from_toml(out)
+    word = cfg.ddr_width_bits
+    assert cfg.tn * cfg.act_bits == word
+    assert cfg.tm % cfg.tn == 0
+    assert (cfg.tm * cfg.tn * cfg.weight_bits) % word == 0
+    assert (cfg.tm * 4 * 32) % word == 0
+    assert 11 <= cfg.max_kernel <= 15 and 4 <= cfg.max_stride <= 7
+    assert cfg.act_bits == cfg.weight_bits == 8
     assert report["engine_problems"] == []
     free = run_json(["plan", "workload:zhang-alexnet", "--device", "xc7z045", "--bits", "8",
                      "--explore", "--any-tiling"], capsys)
     assert free["totals"]["cycles"] <= report["totals"]["cycles"]
     assert free["engine_problems"]          # the unconstrained optimum is not buildable here
+    tm, tn = free["config"]["tm"], free["config"]["tn"]
+    assert tn * 8 != free["config"]["ddr_width_bits"] or tm % tn
 
 
 def conv_onnx(path, size, kernel):

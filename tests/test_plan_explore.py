@@ -118,21 +118,30 @@ def test_chosen_design_never_exceeds_the_device(name, layers, fraction, bits):
     assert plan.cycles == found.best.cycles
 
 
-def buildable_brute_force(layers, cfg, per_mac, max_dsp, max_bram):
-    """Every (tm, tn) the RTL compiler accepts (hw.program.check_config), with every candidate
-    row tile (the same Tr space as `brute_force`), one at a time."""
-    from fpgacnn.errors import UserError
-    from fpgacnn.hw.program import check_config
+def rtl_builds(cfg) -> bool:
+    """The engine's structure stated by hand (docs/engine.md), the oracle for what the
+    explorer may propose: a memory word holds one feature row of tn activations; a Q x L
+    weight row and a channel block's parameters (four int32 per channel) are whole words;
+    Q is a multiple of L; kernel and stride fit the descriptor's 4- and 3-bit fields; the
+    post-processing datapath takes at most 16-bit activations and weights."""
+    word = cfg.ddr_width_bits
+    return (cfg.tn * cfg.act_bits == word and cfg.tm % cfg.tn == 0
+            and (cfg.tm * cfg.tn * cfg.weight_bits) % word == 0
+            and (cfg.tm * 4 * 32) % word == 0
+            and cfg.max_kernel < 16 and cfg.max_stride < 8
+            and max(cfg.act_bits, cfg.weight_bits) <= 16)
 
+
+def buildable_brute_force(layers, cfg, per_mac, max_dsp, max_bram):
+    """Every (tm, tn) the RTL engine can build (`rtl_builds`), with every candidate
+    row tile (the same Tr space as `brute_force`), one at a time."""
     mem = Memory.of(cfg)
     kmax = max(l.kh for l in layers)
     smax = max(l.sh for l in layers)
     designs = []
     rows = tile_candidates([l.r for l in layers] + [l.c for l in layers])
     for tm, tn, tr in product(range(1, 33), range(1, 17), (int(t) for t in rows)):
-        try:
-            check_config(cfg.with_(tm=tm, tn=tn, max_kernel=kmax, max_stride=smax))
-        except UserError:
+        if not rtl_builds(cfg.with_(tm=tm, tn=tn, max_kernel=kmax, max_stride=smax)):
             continue
         dsp = ceil(tm * tn * per_mac)
         bram = buffer_units(mem, tm, tn, tr, kmax, smax)
@@ -147,7 +156,6 @@ def buildable_brute_force(layers, cfg, per_mac, max_dsp, max_bram):
 @given(layers=small_layers, dsp=st.integers(8, 120), bram36=st.integers(8, 60),
        bits=st.sampled_from([4, 8, 16]))
 def test_buildable_exploration_equals_brute_force_and_compiles(layers, dsp, bram36, bits):
-    # The oracle is the RTL compiler's own check, not HardwareConfig.engine_problems.
     from fpgacnn.errors import UserError
     from fpgacnn.hw.program import check_config
 
@@ -160,10 +168,11 @@ def test_buildable_exploration_equals_brute_force_and_compiles(layers, dsp, bram
         assert expected is None
         return
     assert (found.best.cycles, found.best.dsp, found.best.bram18) == expected
+    assert rtl_builds(found.config)
     check_config(found.config)
 
 
-def test_engine_problems_agree_with_the_rtl_compiler():
+def test_engine_problems_agree_with_the_hand_written_structure():
     from fpgacnn.errors import UserError
     from fpgacnn.hw.program import check_config
 
@@ -172,12 +181,29 @@ def test_engine_problems_agree_with_the_rtl_compiler():
             [3, 15, 16], [1, 7, 8]):
         cfg = HardwareConfig(tm=tm, tn=tn, act_bits=bits, weight_bits=bits,
                              ddr_width_bits=width, max_kernel=kernel, max_stride=stride)
-        try:
-            check_config(cfg)
-            accepted = True
-        except UserError:
-            accepted = False
-        assert accepted == (not cfg.engine_problems()), cfg
+        assert (not cfg.engine_problems()) == rtl_builds(cfg), cfg
+    # 2-bit weights with 16-bit activations: a weight row of tm * 4 * 2 bits in 64-bit words
+    for tm, expected in [(4, False), (8, True), (12, False), (16, True)]:
+        cfg = HardwareConfig(tm=tm, tn=4, act_bits=16, weight_bits=2, ddr_width_bits=64)
+        assert (not cfg.engine_problems()) == rtl_builds(cfg) == expected, cfg
+    # 12-bit activations in 48-bit words: tm * 128 parameter bits in whole words
+    for tm, expected in [(4, False), (8, False), (12, True)]:
+        cfg = HardwareConfig(tm=tm, tn=4, act_bits=12, weight_bits=12, ddr_width_bits=48)
+        assert (not cfg.engine_problems()) == rtl_builds(cfg) == expected, cfg
+
+
+def test_check_config_raises_every_engine_problem():
+    import pytest
+    from fpgacnn.errors import UserError
+    from fpgacnn.hw.program import check_config
+
+    check_config(HardwareConfig())
+    bad = HardwareConfig(tm=12, tn=8, max_kernel=16)
+    with pytest.raises(UserError) as e:
+        check_config(bad)
+    message = str(e.value)
+    assert "tm = 12 must be a multiple of tn = 8" in message and "max_kernel = 16" in message
+    assert "\n" not in message
 
 
 def test_zhang_fp32_design_is_not_buildable_by_the_rtl_engine():

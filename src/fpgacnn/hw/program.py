@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from fpgacnn.config import HardwareConfig
+from fpgacnn.config import ENGINE_PARAM_BITS_PER_CHANNEL, HardwareConfig
 from fpgacnn.errors import UserError
 from fpgacnn.golden.arith import ROUNDINGS
 from fpgacnn.ir import ops
 
 MODES = ("shift", "gemmlowp", "single_round")
-PARAMS_PER_CHANNEL = 4          # bias, multiplier, shift, activation slope: int32 each
 WORD_BITS = 32
+PARAMS_PER_CHANNEL = ENGINE_PARAM_BITS_PER_CHANNEL // WORD_BITS  # bias, multiplier, shift, slope
 
 
 def _f(bits, signed=False):
@@ -141,25 +141,11 @@ def weight_buffer_words(config: HardwareConfig) -> int:
 
 
 def check_config(config: HardwareConfig) -> None:
-    """Refuse a configuration the engine generator cannot build, naming the field."""
-    if config.tn * config.act_bits != config.ddr_width_bits:
-        raise UserError(f"hardware config: the engine needs one feature row per memory word: "
-                        f"tn * act_bits = {config.tn * config.act_bits} but ddr_width_bits = "
-                        f"{config.ddr_width_bits}")
-    if config.tm % config.tn:
-        raise UserError(f"hardware config: tm = {config.tm} must be a multiple of tn = "
-                        f"{config.tn}")
-    if (config.tm * config.weight_bits) % config.act_bits:
-        raise UserError(f"hardware config: a weight row (tm * tn * weight_bits bits) must be a "
-                        f"whole number of memory words")
-    if (config.tm * PARAMS_PER_CHANNEL * 32) % config.ddr_width_bits:
-        raise UserError(f"hardware config: tm * 128 = {config.tm * 128} bits of parameters "
-                        f"is not a whole number of {config.ddr_width_bits}-bit words")
-    if config.max_kernel > 15 or config.max_stride > 7:
-        raise UserError(f"hardware config: max_kernel <= 15 and max_stride <= 7 "
-                        f"(got {config.max_kernel}, {config.max_stride})")
-    if config.weight_bits > 16 or config.act_bits > 16:
-        raise UserError("hardware config: act_bits and weight_bits must be at most 16")
+    """Refuse a configuration the engine generator cannot build, naming every problem
+    (`HardwareConfig.engine_problems` is the one definition of the limits)."""
+    problems = config.engine_problems()
+    if problems:
+        raise UserError(f"hardware config: {'; '.join(problems)}")
 
 
 # ---- the compiler --------------------------------------------------------------------------
