@@ -70,7 +70,7 @@ class HardwareConfig:
         """Why the RTL engine generator cannot build this configuration; empty when it can.
 
         The one definition of the engine's structural constraints: the planner's explorer
-        keeps to it and `fpgacnn.hw.program.check_config` should raise on its first item.
+        keeps to it and `fpgacnn.hw.program.check_config` raises on it.
 
         >>> HardwareConfig(tm=16, tn=8).engine_problems()
         []
