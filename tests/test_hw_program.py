@@ -6,8 +6,10 @@ parameter record. No simulation.
 """
 
 import random
+import re
 import struct
 from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +236,17 @@ def test_pack_params_by_hand():
     assert pack_params(layer, config) == expected
     plain = replace(layer, act_multiplier=None)
     assert pack_params(plain, config)[48:64] == bytes(16)   # no slope: zeros
+
+
+# ---- docs/engine.md ------------------------------------------------------------------------
+
+def test_engine_doc_lists_exactly_the_descriptor_fields():
+    doc = (Path(__file__).parents[1] / "docs" / "engine.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (\d+)\.\.(\d+) \| ([us])(\d+) \|", doc, re.M)
+    offset, expected = 0, []
+    for f in fields(LayerDescriptor):
+        bits = f.metadata["bits"]
+        expected.append((f.name, str(offset), str(offset + bits - 1),
+                         "s" if f.metadata["signed"] else "u", str(bits)))
+        offset += bits
+    assert rows == expected
