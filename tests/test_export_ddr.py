@@ -89,6 +89,27 @@ def fmap_bytes(x, l_size):
     return bytes(out)
 
 
+def engine_record_bytes(layer, channels, q_size):
+    """Per block of Q output channels: Q int32 biases, Q multipliers, Q shifts, Q slopes."""
+    def column(values):
+        values = np.broadcast_to(np.atleast_1d(values), (channels,))
+        return list(values) + [0] * (-channels % q_size)
+
+    rq = layer.requant
+    slope = 0 if layer.act_multiplier is None else layer.act_multiplier
+    columns = [column(v) for v in (layer.bias, rq.multiplier, rq.shift, slope)]
+    out = b""
+    for start in range(0, len(columns[0]), q_size):
+        out += b"".join(channel_bytes(c[start:start + q_size], q_size, 4) for c in columns)
+    return out
+
+
+def test_fc_after_a_flatten_wider_than_the_kernel_limit_keeps_its_matrix(qmodel, x_int):
+    image, ddr_map = build_ddr_image(qmodel, CONFIG.with_(max_kernel=3), input_int=x_int)
+    w = qmodel.layer("fc").weight[:, :, None, None]
+    assert region_bytes(image, ddr_map, "fc.weight") == weight_bytes(w, CONFIG.tm, CONFIG.tn)
+
+
 def region_bytes(image, ddr_map, name):
     r = ddr_map.region(name)
     return image[r.offset:r.offset + r.size]
@@ -102,6 +123,8 @@ def test_parameters_follow_the_convention(qmodel, x_int, tm, tn):
         if layer.weight is None:
             continue
         w = layer.weight if layer.weight.ndim == 4 else layer.weight[:, :, None, None]
+        if layer.name == "fc":  # reads flatten(dw), 20 x 4 x 4: stored as the 4x4 conv it runs as
+            w = layer.weight.reshape(10, 20, 4, 4)
         groups = getattr(layer.op, "groups", 1)
         per_group = np.split(w, groups)
         expected = b"".join(weight_bytes(part, config.tm, config.tn) for part in per_group)
@@ -114,6 +137,8 @@ def test_parameters_follow_the_convention(qmodel, x_int, tm, tn):
             channel_bytes(multiplier, config.tm, 4)
         assert region_bytes(image, ddr_map, f"{layer.name}.shift") == \
             channel_bytes(np.broadcast_to(layer.requant.shift, (channels,)), config.tm, 1)
+        assert region_bytes(image, ddr_map, f"{layer.name}.params") == \
+            engine_record_bytes(layer, channels, config.tm)
     # the depthwise conv: 20 groups of one output channel, each padded to a Q x L block
     assert ddr_map.region("dw.weight").rows == 20 * 9
     assert region_bytes(image, ddr_map, "fmap.x") == fmap_bytes(x_int[:1], config.tn)
@@ -186,21 +211,32 @@ def test_errors_name_the_layer(qmodel):
         build_ddr_image(qmodel, CONFIG, fmaps={"x": np.zeros((1, 3, 4, 4), int)})
 
 
-def test_float32_multipliers_and_activation_slopes():
-    """float32 mode stores the IEEE-754 bit pattern; a LeakyReLU slope is repeated per channel."""
-    import struct
-
+def leaky_model(mode):
     rng = np.random.default_rng(7)
     graph = Graph("leaky", {"x": (1, 3, 4, 4)}, [
         Node("c", ops.Conv2d(3, 5, 1, activation=ops.LeakyReLU(0.1)), ("x",),
              {"weight": rng.normal(size=(5, 3, 1, 1)).astype(np.float32),
               "bias": rng.normal(size=5).astype(np.float32)})], ("c",))
     calib = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
-    qmodel = quantize(graph, calib, QuantConfig(mode="float32", per_channel=True))
-    layer = qmodel.layer("c")
+    return quantize(graph, calib, QuantConfig(mode=mode, per_channel=True))
+
+
+def test_float32_multipliers_are_bit_patterns():
+    """float32 mode stores the IEEE-754 bit pattern of each multiplier."""
+    import struct
+
+    qmodel = leaky_model("float32")
+    (layer,) = [layer for layer in qmodel.layers if isinstance(layer.op, ops.Conv2d)]
     image, ddr_map = build_ddr_image(qmodel, CONFIG)
     multipliers = np.broadcast_to(layer.requant.multiplier, (5,))
     expected = b"".join(struct.pack("<f", float(m)) for m in multipliers) + bytes(4 * 11)
-    assert region_bytes(image, ddr_map, "c.multiplier") == expected
+    assert region_bytes(image, ddr_map, f"{layer.name}.multiplier") == expected
+
+
+def test_activation_slopes_are_repeated_per_channel():
+    qmodel = leaky_model("gemmlowp")
+    layer = qmodel.layer("c")
+    image, ddr_map = build_ddr_image(qmodel, CONFIG)
     slope = np.broadcast_to(np.atleast_1d(layer.act_multiplier), (5,))
     assert region_bytes(image, ddr_map, "c.act_multiplier") == channel_bytes(slope, 16, 4)
+    assert region_bytes(image, ddr_map, "c.params") == engine_record_bytes(layer, 5, 16)

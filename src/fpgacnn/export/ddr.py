@@ -16,7 +16,7 @@ from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 from fpgacnn.export.ddrmap import DdrMap, Region
 from fpgacnn.export.layoutfile import LayoutFile, default_layouts
-from fpgacnn.export.params import layer_params
+from fpgacnn.export.params import layer_params, linear_as_conv_input
 from fpgacnn.export.words import WordGeometry
 from fpgacnn.ir import ops
 
@@ -45,6 +45,7 @@ class _Planner:
         self.defaults = default_layouts(config)
         self.alignment = config.ddr_width_bits // 8 * config.burst_len
         self.shapes = tensor_shapes(qmodel)
+        self.max_kernel = config.max_kernel
         self.regions: list[Region] = []
         self.cursor = 0
 
@@ -72,7 +73,8 @@ class _Planner:
     def add_params(self) -> None:
         for layer in self.qmodel.layers:
             channels = self.shapes[layer.name][1]
-            for field, kind, array, bits in layer_params(layer, channels):
+            for field, kind, array, bits in layer_params(layer, channels,
+                                                         self.fc_weight_shape(layer)):
                 layout = self.layout_file.layout_for(layer.name, kind, self.defaults)
                 if bits is not None:
                     layout = replace(layout, bits=bits, signed=True)
@@ -83,6 +85,11 @@ class _Planner:
                     field == "weight" else 1
                 name = f"{layer.name}.{field}"
                 self.add(name, kind, name, tuple(array.shape), layout, groups)
+
+    def fc_weight_shape(self, layer):
+        """(O, C, H, W) for an FC layer the engine runs as a convolution over a flattened map."""
+        conv_input = linear_as_conv_input(self.qmodel, layer, self.max_kernel)
+        return None if conv_input is None else (layer.op.out_features,) + conv_input
 
     def add_fmaps(self) -> None:
         aliases, slices = self.concat_placement()
@@ -148,7 +155,8 @@ def param_arrays(qmodel, ddr_map: DdrMap):
     shapes = tensor_shapes(qmodel)
     for layer in qmodel.layers:
         for field, _, array, _ in layer_params(layer, shapes[layer.name][1]):
-            yield ddr_map.region(f"{layer.name}.{field}"), array
+            region = ddr_map.region(f"{layer.name}.{field}")
+            yield region, array.reshape(region.shape)
 
 
 def region_writes(qmodel, ddr_map: DdrMap, fmaps: dict | None = None, progress=None):

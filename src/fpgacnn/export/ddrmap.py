@@ -47,7 +47,8 @@ class Region:
     @property
     def group_shape(self) -> tuple[int, ...]:
         """The shape one group of the tensor has in the layout (4-D for weights and fmaps)."""
-        shape = self.shape + (1, 1) if len(self.shape) == 2 else self.shape
+        shape = self.shape + (1, 1) if len(self.shape) == 2 and self.kind == "fmap" \
+            else self.shape
         if self.groups > 1:
             shape = (shape[0] // self.groups,) + shape[1:]
         return shape

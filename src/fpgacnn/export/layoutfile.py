@@ -15,7 +15,8 @@
 Tensor kinds: `weight` (OIHW; an FC weight is read as (O, I, 1, 1)), `bias`, `requant`
 (per-channel requantization parameters; their bits are the field's own width) and `fmap`
 (NCHW feature maps; an (N, F) vector is read as (N, F, 1, 1)). A kind not named in the file
-keeps the default that `default_layouts` derives from the hardware configuration.
+keeps the default that `default_layouts` derives from the hardware configuration. The engine's
+parameter record (kind `params`) has the one layout the engine reads and cannot be chosen.
 """
 
 from dataclasses import dataclass, fields
@@ -41,6 +42,8 @@ def default_layouts(config: HardwareConfig) -> dict[str, Layout]:
                          {"q": config.tm, "l": config.tn}, bits=config.weight_bits, pad=True),
         "bias": Layout("(mb q) -> mb q", {"q": config.tm}, bits=config.acc_bits, pad=True),
         "requant": Layout("(mb q) -> mb q", {"q": config.tm}, bits=32, pad=True),
+        "params": Layout("(mb q) f -> (mb f) q", {"q": config.tm}, bits=config.acc_bits,
+                         pad=True),
         "fmap": Layout("n (cb l) h w -> (n cb h w) l", {"l": config.tn}, bits=config.act_bits,
                        pad=True),
     }
