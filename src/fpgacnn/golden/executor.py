@@ -5,6 +5,7 @@ import numpy as np
 from fpgacnn.errors import UserError
 from fpgacnn.golden.convert import dequantize, quantize_tensor
 from fpgacnn.golden.ops import run_layer
+from fpgacnn.golden.requant import RangeError
 from fpgacnn.quant.model import QModel, TensorFormat
 
 
@@ -48,7 +49,10 @@ def run(qmodel: QModel, x_int, keep: bool = False) -> dict[str, np.ndarray]:
     for layer in qmodel.layers:
         xs = [values[t] for t in layer.inputs]
         fmts = [qmodel.format_of(t) for t in layer.inputs]
-        values[layer.name] = run_layer(layer, xs, fmts, qmodel.rounding)
+        try:
+            values[layer.name] = run_layer(layer, xs, fmts, qmodel.rounding)
+        except RangeError as e:
+            raise UserError(f"layer {layer.name!r}: {e}") from None
     wanted = values.keys() if keep else qmodel.outputs
     return {k: values[k] for k in wanted}
 
