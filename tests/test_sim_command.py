@@ -44,10 +44,11 @@ def test_input_of_the_wrong_shape_is_named(conv_model, tmp_path, capsys):
     assert status == 2 and "shape (1, 4, 6, 6)" in err and "(3, 6, 6)" in err
 
 
-def test_layer_the_engine_cannot_run_is_named(tmp_path, capsys):
-    path = tmp_path / "pool.npz"
-    save_qmodel(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AvgPool2d(2)), (2, 3, 6, 6), path)
+def test_layer_the_accelerator_cannot_run_is_named(tmp_path, capsys):
+    path = tmp_path / "dw.npz"
+    save_qmodel(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3, groups=4)), (2, 3, 6, 6),
+                path)
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((3, 6, 6), np.float32))
     status, err = run_cli(["sim", str(path), "--input", str(x)], capsys)
-    assert status == 2 and "layer '1'" in err and "AvgPool" in err
+    assert status == 2 and "layer '1'" in err and "grouped convolution" in err

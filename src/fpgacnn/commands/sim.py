@@ -1,4 +1,5 @@
-"""`fpgacnn sim`: run a quantized model on the engine in Verilator and compare with the golden model."""
+"""`fpgacnn sim`: run a compiled model on the accelerator in Verilator and compare every step with
+the golden model; a mismatch names the first layer that differs and its first wrong element."""
 
 import json
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 
-HELP = "simulate a quantized model's layers on the engine (Verilator) against the golden model"
+HELP = "simulate a quantized model on the accelerator (Verilator), layer by layer against the golden model"
 
 
 def add_arguments(p):
@@ -19,7 +20,7 @@ def add_arguments(p):
                    help="input tensor: integers in the model's input format, or floats to be "
                         "quantized; the first sample is run")
     p.add_argument("--max-cycles", type=int, default=None,
-                   help="stop a layer at this many cycles and say where the controller was")
+                   help="stop a step at this many cycles and say where the controller was")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -45,37 +46,49 @@ def load_input(path, qmodel):
 
 
 def report_of(results):
-    return {"layers": [r.to_dict() for r in results],
-            "total_cycles": sum(r.cycles for r in results),
-            "total_mismatches": sum(r.mismatches for r in results)}
+    from fpgacnn.sim.check import first_mismatch
+
+    report = {"layers": [r.to_dict() for r in results],
+              "total_cycles": sum(r.cycles for r in results),
+              "total_mismatches": sum(r.mismatches for r in results)}
+    wrong = first_mismatch(results)
+    if wrong:
+        report["first_mismatch"] = {"layer": wrong.name, "index": list(wrong.first_mismatch)}
+    return report
 
 
 def text_report(report):
-    lines = [f"{'layer':<20}{'cycles':>12}{'planned':>12}{'mismatches':>12}"]
+    lines = [f"{'layer':<28}{'unit':<9}{'cycles':>12}{'planned':>12}{'mismatches':>12}"]
     for layer in report["layers"]:
-        lines.append(f"{layer['name']:<20}{layer['cycles']:>12}{layer['planned_cycles']:>12}"
-                     f"{layer['mismatches']:>8} / {layer['elements']}")
-    lines.append(f"{'total':<20}{report['total_cycles']:>12}{'':>12}"
+        lines.append(f"{layer['name']:<28}{layer['unit']:<9}{layer['cycles']:>12}"
+                     f"{layer['planned_cycles']:>12}{layer['mismatches']:>8} / "
+                     f"{layer['elements']}")
+    lines.append(f"{'total':<37}{report['total_cycles']:>12}{'':>12}"
                  f"{report['total_mismatches']:>8}")
+    if "first_mismatch" in report:
+        wrong = report["first_mismatch"]
+        lines.append(f"first mismatch: layer {wrong['layer']} at (N, C, H, W) = "
+                     f"{tuple(wrong['index'])}")
     return "\n".join(lines)
 
 
 def run(args):
     from tqdm import tqdm
 
+    from fpgacnn.hw.compiler import compile_network
     from fpgacnn.quant.serialize import load_qmodel
-    from fpgacnn.sim.check import engine_layers, simulate
+    from fpgacnn.sim.check import simulate
 
     if not Path(args.qmodel).is_file():
         raise UserError(f"qmodel {args.qmodel}: no such file")
     qmodel = load_qmodel(args.qmodel)
     config = HardwareConfig.from_toml(args.config) if args.config else HardwareConfig()
     x = load_input(args.input, qmodel)
-    layers = engine_layers(qmodel)
-    with tqdm(total=len(layers), desc="sim", unit=" layers", file=sys.stderr,
+    program = compile_network(qmodel, config)
+    with tqdm(total=len(program.steps), desc="sim", unit=" steps", file=sys.stderr,
               leave=False) as bar:
         results = simulate(qmodel, x, config, max_cycles=args.max_cycles,
-                           progress=lambda name: bar.update())
+                           progress=lambda name: bar.update(), program=program)
     report = report_of(results)
     if args.json:
         json.dump(report, sys.stdout, indent=1)

@@ -1,127 +1,118 @@
-"""Run a quantized model's conv/FC layers on the simulated engine and compare with the golden model.
+"""Run a quantized model on the simulated accelerator and compare with the golden model.
 
-The DDR image is the exporter's (`fpgacnn.export.ddr.build_ddr_image`: weights and feature maps
-in the shared convention), followed by what only the engine reads: each layer's parameter
-record (`fpgacnn.hw.program.pack_params`) and its descriptor (`compile_layer`). Each layer is
-one run: `start(descriptor address)`, wait, then its output region is decoded with the
-exporter's layout and compared, element by element, with the golden model's output.
+The model is compiled (`fpgacnn.hw.compiler.compile_network`) and run step by step by the
+runtime (`fpgacnn.sim.network`); after each step the tensor it completes is decoded from the
+device's memory with the exporter's layout and compared, element by element, with the golden
+model's value. A fused conv + max-pool is one step, checked on the pool's output; a flatten the
+FC layer reads through writes nothing and has no line.
 
 >>> results = simulate(qmodel, x_int, HardwareConfig())      # doctest: +SKIP
 >>> [(r.name, r.cycles, r.mismatches) for r in results]      # doctest: +SKIP
-[('fc1', 1283, 0)]
+[('conv1', 2410, 0), ('conv2+pool1', 9120, 0), ('fc', 1283, 0)]
 """
 
 from dataclasses import dataclass
-from math import ceil
 
 import numpy as np
 
 from fpgacnn.errors import UserError
-from fpgacnn.ir import ops
-
-ENGINE_OPS = (ops.Conv2d, ops.Linear)
 
 
 @dataclass(frozen=True)
 class LayerResult:
+    """One step of the program: its layers (joined by '+'), cycles and check against golden."""
+
     name: str
     cycles: int
     mismatches: int
     elements: int
     planned_cycles: int
     seconds: float = 0.0            # wall-clock time of the simulation
+    unit: str = "engine"
+    first_mismatch: tuple | None = None   # (N, C, H, W) index of the first wrong element
 
     def to_dict(self):
-        return {"name": self.name, "cycles": self.cycles, "mismatches": self.mismatches,
-                "elements": self.elements, "planned_cycles": self.planned_cycles}
+        entry = {"name": self.name, "unit": self.unit, "cycles": self.cycles,
+                 "mismatches": self.mismatches, "elements": self.elements,
+                 "planned_cycles": self.planned_cycles}
+        if self.first_mismatch is not None:
+            entry["first_mismatch"] = list(self.first_mismatch)
+        return entry
+
+
+def planned_cycles(qmodel, config, step) -> int:
+    """The planner's cycle prediction for an engine step (0 for other units: the planner models
+    the engine only)."""
+    from fpgacnn.export.ddr import tensor_shapes
+    from fpgacnn.hw.compiler import engine_operands
+    from fpgacnn.plan.engine import Memory, layer_cycles
+    from fpgacnn.plan.workload import layer_from_op
+
+    if step.unit != "engine":
+        return 0
+    layer, source = engine_operands(qmodel, config, step)
+    planned = layer_from_op(layer.name, layer.op, tensor_shapes(qmodel)[source])
+    if len(step.layers) == 2:
+        planned = planned.__class__(**{**planned.__dict__, "pool": 2})
+    cycles, _ = layer_cycles(planned, Memory.of(config), config.tm, config.tn, config.tr,
+                             config.tc)
+    return int(cycles)
+
+
+def first_difference(got, want):
+    """(mismatching elements, index of the first one or None)."""
+    wrong = np.argwhere(got != want)
+    return len(wrong), (tuple(int(i) for i in wrong[0]) if len(wrong) else None)
+
+
+def simulate(qmodel, x_int, config, device=None, max_cycles=None, progress=None,
+             program=None):
+    """Run `qmodel` (compiled for `config`, or the given `program`) on the first sample of
+    `x_int`; a LayerResult per step, in order. `progress(name)` is called after each step."""
+    from fpgacnn.golden import run as golden_run
+    from fpgacnn.hw.compiler import compile_network
+    from fpgacnn.sim.network import iter_program, program_device
+
+    x_int = np.asarray(x_int)[:1]
+    program = program or compile_network(qmodel, config)
+    expected = golden_run(qmodel, x_int, keep=True)
+    device = device or program_device(program, config)
+    results = []
+    for run in iter_program(program, device, x_int, max_cycles):
+        step = run.step
+        mismatches, first, elements = 0, None, 0
+        if step.output is not None:
+            want = expected[step.output][:1]
+            got = program.ddr_map.read_tensor(device.memory, f"fmap.{step.output}")
+            mismatches, first = first_difference(got.reshape(want.shape), want)
+            elements = int(want.size)
+        results.append(LayerResult(step.name, run.cycles, mismatches, elements,
+                                   planned_cycles(qmodel, config, step), run.seconds,
+                                   step.unit, first))
+        if progress:
+            progress(step.name)
+    return results
+
+
+def first_mismatch(results):
+    """The first LayerResult with a mismatching element, or None."""
+    return next((r for r in results if r.mismatches), None)
 
 
 @dataclass(frozen=True)
 class EngineImage:
     image: bytes
     ddr_map: object                 # fpgacnn.export.ddrmap.DdrMap
-    descriptors: dict               # layer name -> byte offset of its descriptor
-
-
-def engine_layers(qmodel):
-    """The layers the engine runs, refusing a model with any other layer."""
-    for layer in qmodel.layers:
-        if not isinstance(layer.op, ENGINE_OPS):
-            raise UserError(f"layer {layer.name!r}: {type(layer.op).__name__} does not run on "
-                            f"the engine (it runs Conv2d and Linear layers)")
-    return list(qmodel.layers)
+    descriptors: dict               # first layer of each engine step -> its descriptor's offset
 
 
 def build_engine_image(qmodel, config, x_int):
-    """The exporter's image of `qmodel` with input `x_int`, plus parameters and descriptors."""
-    from fpgacnn.export.ddr import build_ddr_image, tensor_shapes
-    from fpgacnn.hw.program import compile_layer, pack_params
+    """The compiled image of `qmodel` with input `x_int`, and where each engine step starts."""
+    from fpgacnn.hw.compiler import compile_network
 
-    image, ddr_map = build_ddr_image(qmodel, config, input_int=x_int)
-    image = bytearray(image)
-    shapes = tensor_shapes(qmodel)
-
-    def append(blob):
-        offset = ceil(len(image) / ddr_map.alignment) * ddr_map.alignment
-        image.extend(bytes(offset - len(image)))
-        image.extend(blob)
-        return offset
-
-    params = {layer.name: append(pack_params(layer, config)) for layer in engine_layers(qmodel)}
-    descriptors = {}
-    for layer in qmodel.layers:
-        source = layer.inputs[0]
-        addresses = {"input": ddr_map.region(f"fmap.{source}").offset,
-                     "output": ddr_map.region(f"fmap.{layer.name}").offset,
-                     "weight": ddr_map.region(f"{layer.name}.weight").offset,
-                     "params": params[layer.name]}
-        descriptor = compile_layer(layer, config, addresses, input_shape=_nchw(shapes[source]),
-                                   input_format=qmodel.format_of(source),
-                                   rounding=qmodel.rounding)
-        descriptors[layer.name] = append(descriptor.to_bytes())
-    pad = ceil(len(image) / ddr_map.alignment) * ddr_map.alignment - len(image)
-    return EngineImage(bytes(image) + bytes(pad), ddr_map, descriptors)
-
-
-def _nchw(shape):
-    return tuple(shape) + (1, 1) if len(shape) == 2 else tuple(shape)
-
-
-def planned_cycles(qmodel, config, layer):
-    """The planner's cycle prediction for `layer` on the engine of `config`."""
-    from fpgacnn.export.ddr import tensor_shapes
-    from fpgacnn.plan.engine import Memory, layer_cycles
-    from fpgacnn.plan.workload import layer_from_op
-
-    shape = tensor_shapes(qmodel)[layer.inputs[0]]
-    planned = layer_from_op(layer.name, layer.op, shape)
-    cycles, _ = layer_cycles(planned, Memory.of(config), config.tm, config.tn, config.tr,
-                             config.tc)
-    return int(cycles)
-
-
-def simulate(qmodel, x_int, config, device=None, max_cycles=None, progress=None):
-    """Run every layer of `qmodel` on the engine; a LayerResult per layer, in order."""
-    from fpgacnn.golden import run as golden_run
-
-    layers = engine_layers(qmodel)
-    x_int = np.asarray(x_int)[:1]
-    expected = golden_run(qmodel, x_int, keep=True)
-    engine_image = build_engine_image(qmodel, config, x_int)
-    device = device or engine_device(config)
-    device.load(engine_image.image)
-    results = []
-    for layer in layers:
-        device.start(engine_image.descriptors[layer.name])
-        run = device.wait(max_cycles) if max_cycles else device.wait()
-        got = engine_image.ddr_map.read_tensor(device.memory, f"fmap.{layer.name}")
-        want = expected[layer.name][:1]
-        mismatches = int(np.count_nonzero(got.reshape(want.shape) != want))
-        results.append(LayerResult(layer.name, run.cycles, mismatches, int(want.size),
-                                   planned_cycles(qmodel, config, layer), run.seconds))
-        if progress:
-            progress(layer.name)
-    return results
+    program = compile_network(qmodel, config)
+    return EngineImage(bytes(program.image_with_input(x_int)), program.ddr_map,
+                       {s.layers[0]: s.descriptor for s in program.steps if s.unit == "engine"})
 
 
 def engine_device(config):
