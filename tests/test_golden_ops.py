@@ -8,7 +8,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from fpgacnn import golden
 from fpgacnn.ir import ops
@@ -214,3 +214,22 @@ def test_run_rejects_values_outside_the_input_format():
     layer = QLayer("p", ops.MaxPool(1, 1), ("x",), fin, fin.lo, fin.hi)
     with pytest.raises(UserError, match="outside"):
         golden.run(_model([layer], (1, 1, 2, 2), fin), np.full((1, 1, 2, 2), 16))
+
+
+@given(st.lists(st.floats(-1e6, 1e6, width=32), min_size=3, max_size=3),
+       st.integers(-30, 30))
+@example([1 + 2**-12, 1 + 2**-12, 2**-80], 0)  # a*b is a float32 tie; c decides, far below
+@settings(max_examples=300)
+def test_fma_float32_rounds_the_exact_result_once(values, exponent):
+    from fpgacnn.golden.ops import fma_float32
+    a, b, c = (np.float32(v) for v in values)
+    c = np.float32(c * np.float32(2.0 ** exponent))
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    got = fma_float32(a, b, c)
+    # the correctly rounded float32: no float32 is nearer, and ties go to the even mantissa
+    below, above = np.nextafter(got, np.float32(-np.inf)), np.nextafter(got, np.float32(np.inf))
+    err = abs(Fraction(float(got)) - exact)
+    assert err <= abs(Fraction(float(below)) - exact)
+    assert err <= abs(Fraction(float(above)) - exact)
+    if err in (abs(Fraction(float(below)) - exact), abs(Fraction(float(above)) - exact)):
+        assert int(np.float32(got).view(np.int32)) % 2 == 0

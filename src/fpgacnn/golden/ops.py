@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from fpgacnn.errors import UserError
+from fpgacnn.golden.arith import INT32_MIN
 from fpgacnn.golden.convert import dequantize, quantize_tensor
 from fpgacnn.golden import int8_gemm
 from fpgacnn.golden.kernels import conv2d_int, matmul_int, window_max, window_sum
-from fpgacnn.golden.requant import finish, requantize
+from fpgacnn.golden.requant import finish, per_channel, requantize
 from fpgacnn.ir import Node, ops
 from fpgacnn.ir.reference import run_node
 from fpgacnn.quant.model import QLayer, TensorFormat
@@ -89,8 +90,20 @@ def elementwise(layer, xs, fmts, rounding):
         x = x.repeat(op.scale, axis=2).repeat(op.scale, axis=3)
     elif isinstance(op, ops.Flatten):
         x = x.reshape(x.shape[0], -1)
+    if layer.act_slope is not None:
+        return slope_float32(layer, x, fmts[0])
     rq = layer.input_requants[0] if layer.input_requants else None
     return _to_output(layer, x, fmts[0], rounding, rq)
+
+
+def slope_float32(layer, x, fmt):
+    """LeakyReLU/PReLU in float32 mode, as onnxruntime computes QLinearLeakyRelu and
+    DequantizeLinear -> PRelu -> QuantizeLinear: d = float32(x - zp) * s_in,
+    y = d if d >= 0 else slope * d, then QuantizeLinear (rint(y / s_out) + zp_out)."""
+    d = (np.asarray(x, np.int64) - fmt.zero_point).astype(np.float32) * np.float32(fmt.scale)
+    slope = per_channel(np.asarray(layer.act_slope, np.float32), d.ndim)
+    y = np.where(d >= 0, d, slope * d)
+    return np.clip(quantize_tensor(y, layer.output), layer.out_lo, layer.out_hi)
 
 
 def concat(layer, xs, fmts, rounding):
@@ -102,11 +115,58 @@ def concat(layer, xs, fmts, rounding):
 
 
 def add(layer, xs, fmts, rounding):
-    """Residual add: each input rescaled to the output scale times 2**guard, summed, shifted."""
+    """Residual add: each input rescaled to the output scale times 2**guard, summed, shifted.
+
+    In float32 mode (input requants of mode float32, no final requant) it is onnxruntime's
+    QLinearAdd instead: `add_float32`.
+    """
+    if layer.requant is None:
+        return add_float32(layer, xs, fmts)
     total = 0
     for x, fmt, rq in zip(xs, fmts, layer.input_requants):
         total = total + requantize(np.asarray(x, np.int64) - fmt.zero_point, rq)
     return finish(requantize(total, layer.requant), layer, rounding=rounding)
+
+
+def add_float32(layer, xs, fmts):
+    """onnxruntime's QLinearAdd as its x86-64 AVX2 kernel computes it, bit for bit.
+
+    With ratios r_k = float32(s_k / s_out) (the input requants' multipliers):
+    fixed = zp_out - fma(r_a, zp_a, r_b * zp_b), y = rint(fma(a, r_a, fma(b, r_b, fixed))),
+    every operation in float32 (fma rounds once); then saturation to [out_lo, out_hi].
+    """
+    (a, b), (fa, fb) = xs, fmts
+    r_a, r_b = (np.float32(rq.multiplier[0]) for rq in layer.input_requants)
+    zp_out = np.float32(layer.output.zero_point)
+    fixed = zp_out - fma_float32(r_a, np.float32(fa.zero_point), r_b * np.float32(fb.zero_point))
+    y = fma_float32(np.asarray(a, np.float32), r_a,
+                    fma_float32(np.asarray(b, np.float32), r_b, fixed))
+    y = _float32_to_int32(y)
+    return np.clip(y, layer.out_lo, layer.out_hi)
+
+
+def fma_float32(a, b, c) -> np.ndarray:
+    """float32(a * b + c) with one rounding, as the FMA instruction computes it.
+
+    The float64 product of two float32 values is exact; the float64 sum is made exact-or-odd
+    (TwoSum error, then round to odd), so the final rounding to float32 is correct.
+    """
+    p = np.asarray(a, np.float64) * np.asarray(b, np.float64)
+    c = np.asarray(c, np.float64)
+    s = p + c
+    c_part = s - p
+    error = (p - (s - c_part)) + (c - c_part)
+    even = (s.view(np.int64) & 1) == 0
+    toward = np.where(error > 0, np.inf, -np.inf)
+    s = np.where((error != 0) & even, np.nextafter(s, toward), s)
+    return s.astype(np.float32)
+
+
+def _float32_to_int32(y) -> np.ndarray:
+    """cvtps2dq: round half to even; out of int32 range (or NaN) gives INT32_MIN."""
+    y = np.asarray(y, np.float64)
+    inside = np.abs(y) < 2.0 ** 31
+    return np.where(inside, np.rint(np.where(inside, y, 0.0)), INT32_MIN).astype(np.int64)
 
 
 def host(layer, xs, fmts, rounding):

@@ -110,6 +110,8 @@ class QLayer:
       or None where an input already has the output's format.
     - act_multiplier/act_shift: LeakyReLU (one) or PReLU (per channel) slope as the signed
       integer act_multiplier / 2**act_shift, applied to negative values.
+    - act_slope: float32 mode only, a standalone LeakyReLU (one) or PReLU (per channel): the
+      float32 slope applied to the dequantized value, as onnxruntime does.
     - out_lo/out_hi: saturation bounds of the output integer (ReLU and Clip folded in).
     - host: runs in float on the dequantized input (softmax, LRN, YOLO head).
     """
@@ -128,6 +130,7 @@ class QLayer:
     input_requants: tuple[Requant | None, ...] = ()
     act_multiplier: np.ndarray | None = None
     act_shift: int = 0
+    act_slope: np.ndarray | None = None
 
     @property
     def host(self) -> bool:

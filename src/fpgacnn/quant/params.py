@@ -104,12 +104,26 @@ def saturation_bounds(activation, fout: TensorFormat) -> tuple[int, int]:
     return lo, hi
 
 
+def _slopes(activation, params) -> np.ndarray | None:
+    if isinstance(activation, ops.LeakyReLU):
+        return np.array([activation.alpha])
+    if isinstance(activation, ops.PReLU):
+        return np.asarray(params["slope"], np.float64).ravel()
+    return None
+
+
 def activation_multiplier(activation, params) -> np.ndarray | None:
     """LeakyReLU/PReLU slopes as integers over 2**ACT_SHIFT (0.1 -> 6554)."""
-    if isinstance(activation, ops.LeakyReLU):
-        slopes = np.array([activation.alpha])
-    elif isinstance(activation, ops.PReLU):
-        slopes = np.asarray(params["slope"], np.float64).ravel()
-    else:
-        return None
-    return np.rint(slopes * 2 ** ACT_SHIFT).astype(np.int64)
+    slopes = _slopes(activation, params)
+    return None if slopes is None else np.rint(slopes * 2 ** ACT_SHIFT).astype(np.int64)
+
+
+def activation_slope_float32(activation, params) -> np.ndarray | None:
+    """float32 mode: LeakyReLU/PReLU slopes as the float32 values onnxruntime multiplies by."""
+    slopes = _slopes(activation, params)
+    return None if slopes is None else slopes.astype(F32)
+
+
+def add_float32_requants(fins, fout: TensorFormat) -> tuple[Requant, ...]:
+    """float32 mode add: each input's ratio float32(s_k) / float32(s_out), as QLinearAdd."""
+    return tuple(Requant("float32", [F32(f.scale) / F32(fout.scale)], [0]) for f in fins)

@@ -4,7 +4,7 @@
     >>> qm = quantize(graph, calib, QuantConfig(scheme="affine", bits=8, per_channel=True))
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from fpgacnn.errors import UserError
 from fpgacnn.golden.arith import ROUNDINGS
-from fpgacnn.ir import Graph, ops, simplify
+from fpgacnn.ir import Graph, Node, ops, simplify
 from fpgacnn.quant import params as P
 from fpgacnn.quant.calibrate import check_calibration, collect_stats
 from fpgacnn.quant.model import AFFINE_MODES, QLayer, QModel, SCHEMES, TensorFormat
@@ -22,6 +22,7 @@ from fpgacnn.quant.schemes import activation_format, check_bits, fake_quantizer,
 
 SAME_FORMAT = (ops.MaxPool, ops.Upsample, ops.Flatten, ops.ReLU, ops.Clip, ops.LeakyReLU,
                ops.PReLU, ops.AvgPool, ops.GlobalAvgPool)
+SLOPES = (ops.LeakyReLU, ops.PReLU)
 OWN_FORMAT = (ops.Conv2d, ops.Linear, ops.Add, ops.Concat, ops.Softmax, ops.LRN, ops.YoloHead)
 
 
@@ -80,6 +81,8 @@ class QuantConfig:
 def quantize(graph: Graph, calibration, config: QuantConfig = QuantConfig()) -> QModel:
     """Quantize `graph` (BatchNorm is folded first) using `calibration` inputs (N, C, H, W)."""
     graph = simplify(graph)
+    if config.mode == "float32":
+        graph = separate_slopes(graph)
     if len(graph.inputs) != 1:
         raise UserError(f"{graph.name}: quantization supports one graph input, "
                         f"got {list(graph.inputs)}")
@@ -137,6 +140,9 @@ def _quantize_node(node, graph, formats, stats, config) -> QLayer:
                   act_multiplier=P.activation_multiplier(activation, node.params),
                   act_shift=P.ACT_SHIFT)
     mode, rounding = config.mode, config.rounding
+    if mode == "float32" and isinstance(activation, SLOPES):
+        common.update(act_multiplier=None,
+                      act_slope=P.activation_slope_float32(activation, node.params))
     if isinstance(op, (ops.Conv2d, ops.Linear)):
         w, w_scale, w_frac = quantize_weights(node.params["weight"], config.scheme, w_bits,
                                               config.per_channel)
@@ -150,6 +156,8 @@ def _quantize_node(node, graph, formats, stats, config) -> QLayer:
         rq = P.average_requant(mode, rounding, fins[0], fout, count, where,
                                global_pool=isinstance(op, ops.GlobalAvgPool))
         return QLayer(**common, requant=rq)
+    if isinstance(op, ops.Add) and mode == "float32":
+        return QLayer(**common, input_requants=P.add_float32_requants(fins, fout))
     if isinstance(op, ops.Add):
         rqs = tuple(P.rescale_requant(mode, rounding, f, fout, where, P.ADD_GUARD_BITS)
                     for f in fins)
@@ -159,6 +167,28 @@ def _quantize_node(node, graph, formats, stats, config) -> QLayer:
         rqs = tuple(P.rescale_requant(mode, rounding, f, fout, where) for f in fins)
         return QLayer(**common, input_requants=rqs)
     return QLayer(**common)
+
+
+def separate_slopes(graph: Graph) -> Graph:
+    """float32 mode: a LeakyReLU or PReLU fused into a conv, linear or add becomes a layer of
+    its own again, as onnxruntime computes it (no fused form); the tensor before it, named
+    `<layer>_pre`, gets its own format. The activation keeps the layer's name."""
+    taken = set(graph.inputs) | {n.name for n in graph.nodes}
+    nodes = []
+    for node in graph.nodes:
+        act = getattr(node.op, "activation", None)
+        if not isinstance(act, SLOPES):
+            nodes.append(node)
+            continue
+        pre = f"{node.name}_pre"
+        while pre in taken:
+            pre += "_"
+        taken.add(pre)
+        params = {k: v for k, v in node.params.items() if k != "slope"}
+        nodes.append(node.with_(name=pre, op=replace(node.op, activation=None), params=params))
+        slope = {"slope": node.params["slope"]} if isinstance(act, ops.PReLU) else {}
+        nodes.append(Node(node.name, act, (pre,), slope))
+    return graph.with_nodes(nodes)
 
 
 def _window_count(op, in_shape, where) -> int:

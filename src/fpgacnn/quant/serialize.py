@@ -65,7 +65,7 @@ def _requant_back(data, arrays, key):
                    data["rounding"])
 
 
-_ARRAY_FIELDS = ("weight", "weight_scale", "bias", "act_multiplier")
+_ARRAY_FIELDS = ("weight", "weight_scale", "bias", "act_multiplier", "act_slope")
 
 
 def _layer_json(layer: QLayer, arrays: dict) -> dict:

@@ -3,11 +3,14 @@
 The ONNX model takes the integer input (uint8/int8) and returns integer tensors, so that it can
 be compared with the golden model element for element. Conv is QLinearConv, linear is a 1x1
 QLinearConv between two Reshapes (QLinearConv carries the int32 bias, QLinearMatMul has none),
-max pool is MaxPool on 8-bit integers, average pools, concat and add are the com.microsoft
-QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat and QLinearAdd, upsample is a
-nearest Resize, ReLU/Clip bounds are a Clip on integers, host ops are DequantizeLinear ->
-float op -> QuantizeLinear. Only 8-bit activations (and weights of at most 8 bits) in the
-affine scheme can be expressed; LeakyReLU and PReLU have no integer ONNX form.
+max pool is MaxPool on 8-bit integers, a windowed average pool is a depthwise QLinearConv,
+global average pool and add are the com.microsoft QLinearGlobalAveragePool and QLinearAdd,
+concat is a Concat of inputs first rescaled by 1x1 depthwise QLinearConvs, upsample is a
+nearest Resize, ReLU/Clip bounds are a Clip on integers, float32-mode LeakyReLU is
+com.microsoft QLinearLeakyRelu and PReLU DequantizeLinear -> PRelu -> QuantizeLinear, host ops
+are DequantizeLinear -> float op -> QuantizeLinear. Only 8-bit activations (and weights of at
+most 8 bits) in the affine scheme can be expressed; the integer LeakyReLU/PReLU slopes of the
+other modes (act_multiplier) have no ONNX form.
 
     >>> model = to_onnx(qmodel); onnx.save(model, "net.qdq.onnx")
 """
@@ -66,8 +69,8 @@ def _check_exportable(qmodel: QModel) -> None:
             raise UserError(f"layer {layer.name!r}: ONNX QLinearConv needs weights of at most "
                             f"8 bits, not {layer.weight_bits}")
         if layer.act_multiplier is not None:
-            raise UserError(f"layer {layer.name!r}: {_act_name(layer)} has no integer form in "
-                            f"ONNX/onnxruntime")
+            raise UserError(f"layer {layer.name!r}: the integer {_act_name(layer)} slope of "
+                            f"mode {qmodel.mode} has no ONNX form (--mode float32 has one)")
 
 
 def _act_name(layer):
@@ -176,12 +179,29 @@ def _avg_pool_as_conv(b, layer, fin, out):
 
 
 def _concat(b, layer):
-    inputs = list(b.scale_zp(layer.name, layer.output))
-    for t in layer.inputs:
-        inputs += [t, *b.scale_zp(t, b.qmodel.format_of(t))]
-    b.node("QLinearConcat", inputs, [layer.name + "__cat"], domain=MS_DOMAIN,
-           axis=layer.op.axis)
+    """Each input that changes format is rescaled first (`_rescale`), then a plain Concat.
+
+    (onnxruntime's QLinearConcat rescales by dequantize-then-divide, which rounds differently
+    from the golden model's rint(float32(x - zp) * float32(s_in / s_out)).)
+    """
+    parts = []
+    for t, rq in zip(layer.inputs, layer.input_requants):
+        parts.append(t if rq is None else _rescale(b, t, layer))
+    b.node("Concat", parts, [layer.name + "__cat"], axis=layer.op.axis)
     _clip_if_needed(b, layer, layer.name + "__cat")
+
+
+def _rescale(b, tensor, layer):
+    """`tensor` to the layer's output format: a depthwise 1x1 QLinearConv with weights 1 at
+    scale 1, whose requantization is rint(float32(x - zp) * (s_in / s_out)) + zp_out."""
+    channels = b.qmodel.shapes[tensor][1]
+    out = f"{tensor}__to_{layer.name}"
+    inputs = [tensor, *b.scale_zp(tensor, b.qmodel.format_of(tensor)),
+              b.const(f"{out}_ones", np.ones((channels, 1, 1, 1), np.int8)),
+              b.const(f"{out}_w_scale", np.float32(1.0)), b.const(f"{out}_w_zp", np.int8(0)),
+              *b.scale_zp(layer.name, layer.output)]
+    b.node("QLinearConv", inputs, [out], kernel_shape=[1, 1], group=channels)
+    return out
 
 
 def _add(b, layer):
@@ -206,9 +226,28 @@ def _same_scale(b, layer):
                coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     elif isinstance(op, ops.Flatten):
         b.node("Flatten", [x], [out], axis=1)
+    elif layer.act_slope is not None:
+        _slope(b, layer, out)
     else:
         out = x
     _clip_if_needed(b, layer, out)
+
+
+def _slope(b, layer, out):
+    """float32-mode LeakyReLU: QLinearLeakyRelu; PReLU: DequantizeLinear -> PRelu -> Quantize."""
+    x = layer.inputs[0]
+    fmt = layer.output
+    if isinstance(layer.op, ops.LeakyReLU):
+        b.node("QLinearLeakyRelu", [x, *b.scale_zp(x, fmt), *b.scale_zp(layer.name, fmt)],
+               [out], domain=MS_DOMAIN, alpha=float(layer.act_slope[0]))
+        return
+    real = f"{layer.name}__real"
+    b.node("DequantizeLinear", [x, *b.scale_zp(x, fmt)], [real])
+    rank = len(b.qmodel.shapes[x])
+    slope = np.asarray(layer.act_slope, np.float32).reshape((-1,) + (1,) * (rank - 2))
+    b.node("PRelu", [real, b.const(f"{layer.name}_slope", slope)],
+           [real + "_act"])
+    b.node("QuantizeLinear", [real + "_act", *b.scale_zp(layer.name, fmt)], [out])
 
 
 def _host(b, layer):
@@ -222,11 +261,24 @@ def _host(b, layer):
         b.node("Softmax", reals, [y], axis=op.axis)
     elif isinstance(op, ops.LRN):
         b.node("LRN", reals, [y], size=op.size, alpha=op.alpha, beta=op.beta, bias=op.bias)
+    elif isinstance(op, ops.YoloHead):
+        _yolo_head(b, layer, reals[0], y)
     else:
         raise UserError(f"layer {layer.name!r}: host op {op.kind} is not exported to ONNX")
     b.node("QuantizeLinear", [y, *b.scale_zp(layer.name, layer.output)],
            [layer.name + "__q"])
     _clip_if_needed(b, layer, layer.name + "__q")
+
+
+def _yolo_head(b, layer, real, y):
+    """Logistic on x, y, objectness and classes of each anchor (ir.reference's rule), by Where."""
+    op = layer.op
+    per_anchor = np.zeros(5 + op.classes, bool)
+    per_anchor[[0, 1]] = True
+    per_anchor[4:] = True
+    mask = np.tile(per_anchor, len(op.mask)).reshape(1, -1, 1, 1)
+    b.node("Sigmoid", [real], [real + "_sigmoid"])
+    b.node("Where", [b.const(f"{layer.name}_mask", mask), real + "_sigmoid", real], [y])
 
 
 _EMIT = {
@@ -238,9 +290,10 @@ _EMIT = {
 }
 
 
-def run_onnxruntime(model: onnx.ModelProto, x_int: np.ndarray,
+def run_onnxruntime(model: onnx.ModelProto, x_int,
                     qmodel: QModel | None = None) -> dict[str, np.ndarray]:
-    """Run `model` on the integer input with onnxruntime; int64 outputs by name."""
+    """Run `model` on the integer input (or {input name: input}) with onnxruntime; int64
+    outputs by name."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -248,8 +301,11 @@ def run_onnxruntime(model: onnx.ModelProto, x_int: np.ndarray,
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    feed_name = session.get_inputs()[0].name
-    dtype = np.int8 if session.get_inputs()[0].type == "tensor(int8)" else np.uint8
+    given = x_int if isinstance(x_int, dict) else {session.get_inputs()[0].name: x_int}
+    feeds = {}
+    for info in session.get_inputs():
+        dtype = np.int8 if info.type == "tensor(int8)" else np.uint8
+        feeds[info.name] = np.asarray(given[info.name]).astype(dtype)
     names = [o.name for o in session.get_outputs()]
-    values = session.run(names, {feed_name: np.asarray(x_int).astype(dtype)})
+    values = session.run(names, feeds)
     return {n: v.astype(np.int64) for n, v in zip(names, values)}
