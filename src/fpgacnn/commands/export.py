@@ -43,6 +43,16 @@ def load_qmodel(path):
         raise UserError(f"{path}: no such file") from None
 
 
+def export_with_progress(qmodel, output, fmt, config, layout_file=None, options=FileOptions(),
+                         vectors=None, saturate=False) -> dict:
+    """`export_network` with a progress bar on stderr; returns the manifest."""
+    total = count_files(qmodel, plan_ddr(qmodel, config, layout_file), vectors is not None)
+    with tqdm(total=total, desc="export", unit="file", file=sys.stderr,
+              disable=None) as progress:
+        return export_network(qmodel, output, fmt, config, layout_file, options, vectors,
+                              progress, saturate)
+
+
 def run(args):
     qmodel = load_qmodel(args.qmodel)
     config = HardwareConfig.from_toml(args.config) if args.config else HardwareConfig()
@@ -54,11 +64,8 @@ def run(args):
                             f"of {qmodel.name}")
     options = FileOptions(args.radix, args.byteorder, args.address_every)
     vectors = load_npy(args.vectors) if args.vectors else None
-    total = count_files(qmodel, plan_ddr(qmodel, config, layout_file), vectors is not None)
-    with tqdm(total=total, desc="export", unit="file", file=sys.stderr,
-              disable=None) as progress:
-        manifest = export_network(qmodel, args.output, args.format, config, layout_file,
-                                  options, vectors, progress, args.saturate)
+    manifest = export_with_progress(qmodel, args.output, args.format, config, layout_file,
+                                    options, vectors, args.saturate)
     if args.json:
         print(json.dumps(manifest, indent=1, sort_keys=True))
     else:

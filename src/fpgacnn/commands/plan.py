@@ -43,9 +43,21 @@ def add_arguments(p):
 
 
 def run(args):
+    report = plan_report(args)
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        print_report(report)
+    return 0
+
+
+def plan_report(args) -> dict:
+    """The plan of `args` (this command's arguments) as the JSON report; writes the
+    configuration TOML (`-o`) and the plots (`--plots`) when asked."""
     from fpgacnn.plan.devices import load_device
     from fpgacnn.plan.dsp import dsp_per_mac
-    from fpgacnn.plan.source import describe_others, load_source
+    from fpgacnn.plan.source import load_source
 
     device = load_device(args.device)
     source = load_source(args.model, _shape(args.input_shape))
@@ -67,29 +79,31 @@ def run(args):
                                    "ddr_bytes": totals.get("ddr_bytes"),
                                    "images_per_s": totals["fps"] * args.batch}
     _write_outputs(report, args)
-    if args.json:
-        json.dump(report, sys.stdout, indent=1)
-        print()
-    else:
-        from fpgacnn.plan.report import text_table
-        print(text_table(report))
-        if source.others:
-            print(f"not in the cycle model (fused into post-processing, done by addressing "
-                  f"or on the host): {describe_others(source.others)}")
-        for warning in report.get("warnings", []):
-            print(f"warning: {warning}")
-        if report.get("engine_problems"):
-            print("the RTL engine cannot build this configuration: "
-                  + "; ".join(report["engine_problems"]))
-        if "training_step" in report:
-            t = report["training_step"]
-            print(f"one training step of batch {t['batch']}: {t['cycles']:,} cycles, "
-                  f"{t['ddr_bytes'] or 0:,} DDR bytes, {t['images_per_s']:.1f} images/s")
-        if "exploration" in report:
-            e = report["exploration"]
-            print(f"explored {e['evaluated']:,} of {e['space']:,} designs; Pareto front has "
-                  f"{len(e['front'])} points")
-    return 0
+    return report
+
+
+def print_report(report) -> None:
+    from fpgacnn.plan.report import text_table
+    from fpgacnn.plan.source import describe_others
+
+    print(text_table(report))
+    if report["not_modeled"]:
+        others = [(o["name"], o["op"]) for o in report["not_modeled"]]
+        print(f"not in the cycle model (fused into post-processing, done by addressing "
+              f"or on the host): {describe_others(others)}")
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}")
+    if report.get("engine_problems"):
+        print("the RTL engine cannot build this configuration: "
+              + "; ".join(report["engine_problems"]))
+    if "training_step" in report:
+        t = report["training_step"]
+        print(f"one training step of batch {t['batch']}: {t['cycles']:,} cycles, "
+              f"{t['ddr_bytes'] or 0:,} DDR bytes, {t['images_per_s']:.1f} images/s")
+    if "exploration" in report:
+        e = report["exploration"]
+        print(f"explored {e['evaluated']:,} of {e['space']:,} designs; Pareto front has "
+              f"{len(e['front'])} points")
 
 
 def _engine(layers, config, device, per_mac, args) -> dict:

@@ -18,6 +18,15 @@ HELP = "quantize a model to integers (pow2 or affine) and save it, optionally as
 def add_arguments(parser):
     parser.add_argument("model", help="zoo:NAME, FILE.onnx, FILE.cfg[:FILE.weights] or "
                                       "package.module:factory")
+    add_quant_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, help="the quantized model (.npz)")
+    parser.add_argument("--onnx", metavar="OUT.onnx",
+                        help="also write the model in QLinear operator form")
+    parser.add_argument("--json", action="store_true", help="the summary as JSON")
+
+
+def add_quant_arguments(parser):
+    """The quantization and calibration options (shared with `fpgacnn build`)."""
     parser.add_argument("--scheme", choices=["pow2", "affine"], default="affine")
     parser.add_argument("--bits", type=int, default=8, help="activation bits, 2..16 (default 8)")
     parser.add_argument("--weight-bits", type=int, help="weight bits, 2..16 (default --bits)")
@@ -39,10 +48,6 @@ def add_arguments(parser):
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--acc-bits", type=int, default=32, help="accumulator width (default 32)")
     parser.add_argument("--input-shape", metavar="N,C,H,W", help="input shape of the model")
-    parser.add_argument("-o", "--output", required=True, help="the quantized model (.npz)")
-    parser.add_argument("--onnx", metavar="OUT.onnx",
-                        help="also write the model in QLinear operator form")
-    parser.add_argument("--json", action="store_true", help="the summary as JSON")
 
 
 def parse_layer_bits(items) -> dict:
@@ -58,15 +63,12 @@ def parse_layer_bits(items) -> dict:
     return out
 
 
-def run(args) -> int:
-    import onnx
-
-    from fpgacnn.atomic import atomic_path
+def quantize_model(args):
+    """The quantized model of `args.model` with the options of `add_quant_arguments`."""
     from fpgacnn.commands.inspect import parse_shape
     from fpgacnn.frontends import load_model
     from fpgacnn.quant import QuantConfig, quantize
     from fpgacnn.quant.calibrate import load_calibration
-    from fpgacnn.quant.summary import summary_rows, format_summary
 
     config = QuantConfig(scheme=args.scheme, bits=args.bits, weight_bits=args.weight_bits,
                          per_channel=args.per_channel, mode=args.mode, rounding=args.rounding,
@@ -74,7 +76,16 @@ def run(args) -> int:
                          layer_bits=parse_layer_bits(args.layer_bits))
     graph = load_model(args.model, input_shape=parse_shape(args.input_shape))
     data = load_calibration(graph, args.calib, args.calib_random, args.seed)
-    qmodel = quantize(graph, data, config)
+    return quantize(graph, data, config)
+
+
+def run(args) -> int:
+    import onnx
+
+    from fpgacnn.atomic import atomic_path
+    from fpgacnn.quant.summary import summary_rows, format_summary
+
+    qmodel = quantize_model(args)
     onnx_model = None
     if args.onnx:
         from fpgacnn.quant.to_onnx import to_onnx
