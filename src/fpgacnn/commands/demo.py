@@ -1,69 +1,55 @@
-"""`fpgacnn demo`: the whole flow on the bundled model, zoo:digits, for the xc7z020.
+"""`fpgacnn demo`: `fpgacnn build` on the bundled model, zoo:digits, for the xc7z020.
 
-Each step is an ordinary `fpgacnn` command, printed before it runs so that it can be run again
-by hand: inspect, quantize (calibrated on the digits training images), verify (accuracy of the
-float and integer models on the test images, bit-exactness against onnxruntime), plan (explore
-the engine for the device, write the hardware configuration and plots), export (memory images,
-DDR image and test vectors in the engine's layout) and synth (yosys on the generated engine).
+It writes the digits data beside the build (256 training images for calibration, the 450 test
+images with their labels) and runs, with progress on stderr:
+
+    fpgacnn build zoo:digits --device xc7z020 --per-channel --calib DIR/calib.npy \\
+        --data DIR/test.npz -o DIR
+
+that is quantize (8-bit affine, per channel), verify (accuracy, bit-exactness against
+onnxruntime), plan (explore the engine), export, compile, Verilog, simulation of the first
+test image in Verilator against the golden model, and yosys; DIR/report.md says how it went.
 """
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-HELP = "run the whole flow on zoo:digits for the xc7z020 (what `make demo` runs)"
+from fpgacnn.commands import build
+
+HELP = "run `fpgacnn build` on zoo:digits for the xc7z020 (what `make demo` runs)"
 
 MODEL = "zoo:digits"
 DEVICE = "xc7z020"
+CALIBRATION_IMAGES = 256
 
 
 def add_arguments(parser):
     parser.add_argument("-o", "--output", default="build/demo", metavar="DIR",
                         help="where every artefact goes (default build/demo)")
+    parser.add_argument("--no-sim", action="store_true", help="skip the Verilator simulation")
+    parser.add_argument("--no-synth", action="store_true", help="skip yosys")
 
 
-def _data_files(out: Path) -> tuple[Path, Path, Path]:
+def _data_files(out: Path) -> tuple[Path, Path]:
     from fpgacnn.zoo import digits_data
 
     x_train, _, x_test, y_test = digits_data()
-    calib, test, sample = out / "calib.npy", out / "test.npz", out / "sample.npy"
-    np.save(calib, x_train[:256])
+    calib, test = out / "calib.npy", out / "test.npz"
+    np.save(calib, x_train[:CALIBRATION_IMAGES])
     np.savez(test, x=x_test, y=y_test)
-    np.save(sample, x_test[:1])
-    return calib, test, sample
+    return calib, test
 
 
-def _steps(out: Path, calib: Path, test: Path, sample: Path) -> list[tuple[str, list[str]]]:
-    qmodel, hw = str(out / "digits.q.npz"), str(out / "hw.toml")
-    return [
-        ("the model, layer by layer", ["inspect", MODEL]),
-        ("8-bit affine quantization, calibrated on 256 training images",
-         ["quantize", MODEL, "--scheme", "affine", "--bits", "8", "--per-channel",
-          "--calib", str(calib), "-o", qmodel, "--onnx", str(out / "digits.qlinear.onnx")]),
-        ("accuracy and bit-exactness against onnxruntime", ["verify", qmodel, "--data", str(test)]),
-        (f"the engine planned for the {DEVICE}",
-         ["plan", qmodel, "--device", DEVICE, "--explore", "--set", "tn=8",
-          "--plots", str(out / "plots"), "-o", hw]),
-        ("memory images, DDR image and test vectors",
-         ["export", qmodel, "--config", hw, "--format", "coe", "--vectors", str(sample),
-          "-o", str(out / "export")]),
-    ]
+def build_argv(out: Path, calib: Path, test: Path, no_sim=False, no_synth=False) -> list[str]:
+    argv = [MODEL, "--device", DEVICE, "--scheme", "affine", "--bits", "8", "--per-channel",
+            "--calib", calib, "--data", test, "-o", out]
+    return [str(a) for a in argv] + ["--no-sim"] * no_sim + ["--no-synth"] * no_synth
 
 
 def run(args):
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    steps = _steps(out, *_data_files(out))
-    started = time.monotonic()
-    for number, (title, argv) in enumerate(steps, 1):
-        print(f"\n[{number}/{len(steps)}] {title}\n$ fpgacnn {' '.join(argv)}", flush=True)
-        status = subprocess.run([sys.executable, "-m", "fpgacnn", *argv]).returncode
-        if status:
-            print(f"fpgacnn demo: step {number} ({argv[0]}) failed with status {status}",
-                  file=sys.stderr)
-            return status
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s; everything is in {out}/")
-    return 0
+    argv = build_argv(out, *_data_files(out), args.no_sim, args.no_synth)
+    print(f"$ fpgacnn build {' '.join(argv)}", flush=True)
+    return build.run(build.command_args(build, argv))
