@@ -106,7 +106,8 @@ def test_the_given_configuration_is_planned_and_reported(built):
 
 @pytest.mark.parametrize("argv, names", [
     (["--device", "nosuch"], "nosuch"),
-    (["--device", "xc7z020", "--config", "missing.toml"], "missing.toml")])
+    (["--device", "xc7z020", "--config", "missing.toml"], "missing.toml"),
+    (["--device", "xc7z020", "--data", "none.npz"], "--data none.npz")])
 def test_bad_device_or_config_is_one_line_and_writes_nothing(tmp_path, capsys, argv, names):
     out = tmp_path / "out"
     assert main(["build", "zoo:digits", *argv, "-o", str(out)]) == 2

@@ -100,13 +100,16 @@ def run(args):
 
 
 def _check_arguments(args):
-    """Refuse a bad device or configuration file before the long steps."""
+    """Refuse a bad device, configuration or input file before the long steps."""
     from fpgacnn.config import engine_keys
     from fpgacnn.plan.devices import load_device
 
     load_device(args.device)
     if args.config:
         HardwareConfig().with_(**engine_keys(args.config))
+    for option, path in (("--data", args.data), ("--calib", args.calib)):
+        if path and not Path(path).is_file():
+            raise UserError(f"{option} {path}: no such file")
 
 
 def _progress(line):
