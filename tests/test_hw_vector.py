@@ -37,23 +37,26 @@ def compile_(qlayer, shape, formats=(U8,)):
 
 
 def model_commands(d: VectorDescriptor):
-    """(addr, bytes, param, first, last, k) of every read command, by plain loops."""
+    """(addr, bytes, param, first, last, each, k) of every read command, by plain loops."""
     out = []
+    each = int(d.op == COPY and d.repeat_w == 1)
     inputs = 2 if d.two_inputs else 1
     for cb in range(d.blocks):
-        out.append((d.param_addr + cb * d.param_step, record_bytes(CONFIG), 1, 0, 0, 0))
+        out.append((d.param_addr + cb * d.param_step, record_bytes(CONFIG), 1, 0, 0, 0, 0))
         for oy in range(d.out_h):
             by = oy // d.repeat_h * d.step_h - d.pad_top
             rows = [r for r in range(by, by + d.kernel_h) if 0 <= r < d.in_h]
             for ox in range(d.out_w):
                 bx = ox // d.repeat_w * d.step_w - d.pad_left
                 cols = [c for c in range(bx, bx + d.kernel_w) if 0 <= c < d.in_w]
-                for i, r in enumerate(rows):
+                if each:                # whole rows, each word its own window
+                    cols = range(d.in_w) if ox == 0 else []
+                for i, r in enumerate(rows if cols else []):
                     for k in range(inputs):
                         base = (d.in_addr0, d.in_addr1)[k] + cb * d.in_plane_bytes
                         out.append((base + r * d.in_row_bytes + cols[0] * WORD,
                                     len(cols) * WORD, 0, int(i == 0 and k == 0),
-                                    int(i == len(rows) - 1 and k == inputs - 1), k))
+                                    int(i == len(rows) - 1 and k == inputs - 1), each, k))
     return out
 
 
@@ -70,7 +73,8 @@ def walked_commands(d: VectorDescriptor):
         while ctx.get(dut.busy):
             if ctx.get(dut.cmd.valid):
                 c = ctx.get(dut.cmd.payload)
-                out.append((c.addr, c.length, c.tag.param, c.tag.first, c.tag.last, c.tag.k))
+                out.append((c.addr, c.length, c.tag.param, c.tag.first, c.tag.last,
+                            c.tag.each, c.tag.k))
                 assert c.tag.beats * WORD == c.length
             await ctx.tick()
 

@@ -6,8 +6,10 @@ pixel (oy, ox) and each input row iy of its window (clipped to the input), and e
 at input row `by` and column `bx`: both begin at minus the padding and move by `step` every
 `repeat` outputs (pools: step = stride, repeat 1; upsample: step 1, repeat = scale).
 
-Each command carries a tag (`param`, `first`/`last` of its window, input `k`, its word count)
-that the unit keeps in a FIFO beside the read data, which comes back in command order.
+A copy without horizontal repetition reads whole rows instead: one command per output row,
+each word a window of its own (`each`). Each command carries a tag (`param`, `first`/`last` of
+its window, `each`, input `k`, its word count) that the unit keeps in a FIFO beside the read
+data, which comes back in command order.
 """
 
 from amaranth import Module, Mux, Signal, signed
@@ -17,9 +19,9 @@ from amaranth.lib.wiring import In, Out
 from fpgacnn.config import HardwareConfig
 from fpgacnn.hw.memport import ADDR_WIDTH
 from fpgacnn.hw.program import feature_row_bytes
-from fpgacnn.hw.vector_program import record_bytes, vector_layout
+from fpgacnn.hw.vector_program import COPY, record_bytes, vector_layout
 
-TAG = data.StructLayout({"param": 1, "first": 1, "last": 1, "k": 1, "beats": 13})
+TAG = data.StructLayout({"param": 1, "first": 1, "last": 1, "each": 1, "k": 1, "beats": 13})
 COMMAND = data.StructLayout({"addr": ADDR_WIDTH, "length": 17, "tag": TAG})
 
 
@@ -76,7 +78,9 @@ class WindowWalker(wiring.Component):
         ky, k = Signal(12), Signal()
         plane, param = Signal(32), Signal(32)
         r0, r1 = y.window(d.kernel_h, d.in_h)
-        c0, c1 = x.window(d.kernel_w, d.in_w)
+        rows = (d.op == COPY) & (d.repeat_w == 1)
+        x_lo, x_hi = x.window(d.kernel_w, d.in_w)
+        c0, c1 = Mux(rows, 0, x_lo), Mux(rows, d.in_w, x_hi)
         iy = (r0 + ky)[:12]
         words = (c1 - c0)[:13]
         last_row = iy == r1 - 1
@@ -89,13 +93,13 @@ class WindowWalker(wiring.Component):
             data_cmd.length.eq(words << word_shift),
             data_cmd.tag.first.eq((ky == 0) & (k == 0)),
             data_cmd.tag.last.eq(last_row & (k == d.two_inputs)),
-            data_cmd.tag.k.eq(k), data_cmd.tag.beats.eq(words)]
+            data_cmd.tag.each.eq(rows), data_cmd.tag.k.eq(k), data_cmd.tag.beats.eq(words)]
         param_cmd = Signal(COMMAND)
         param_bytes = record_bytes(self.config)
         m.d.comb += [param_cmd.addr.eq(param), param_cmd.length.eq(param_bytes),
                      param_cmd.tag.param.eq(1), param_cmd.tag.beats.eq(param_bytes >> word_shift)]
         accepted = self.cmd.valid & self.cmd.ready
-        walk = (y, x, ky, k, block, plane, param)
+        walk = (y, x, ky, k, block, plane, param, rows)
         idle = self._loops(m, walk, param_cmd, data_cmd, accepted, last_row)
         m.d.comb += self.busy.eq(~idle)
         return m
@@ -103,7 +107,7 @@ class WindowWalker(wiring.Component):
     def _loops(self, m, walk, param_cmd, data_cmd, accepted, last_row):
         """The loops (block, oy, ox, ky, k) as a state machine; returns its idle flag."""
         walker, d = self, self.desc
-        y, x, ky, k, block, plane, param = walk
+        y, x, ky, k, block, plane, param, _ = walk
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(walker.start):
@@ -130,8 +134,8 @@ class WindowWalker(wiring.Component):
 
 
 def _next_window(m, d, walk):
-    y, x, _, _, block, plane, param = walk
-    with m.If(x.out != d.out_w - 1):
+    y, x, _, _, block, plane, param, rows = walk
+    with m.If((x.out != d.out_w - 1) & ~rows):
         x.advance(m, d.step_w, d.repeat_w)
     with m.Else():
         x.reset(m, d.pad_left)

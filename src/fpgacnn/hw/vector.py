@@ -158,7 +158,8 @@ class VectorUnit(wiring.Component):
         with m.Elif(drain != 0):
             m.d.sync += drain.eq(drain - 1)
         self.block_start = got & head.param & end
-        return params, beat, head.first & (count == 0), head.last & end, head.k
+        first = head.each | (head.first & (count == 0))
+        return params, beat, first, head.each | (head.last & end), head.k
 
     def _datapath(self, m, desc, reader, params, beat, first, last, k, pre, post, out_fifo):
         cfg = self.config

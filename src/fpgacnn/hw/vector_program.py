@@ -87,11 +87,13 @@ class VectorDescriptor:
         return [(value >> (WORD_BITS * i)) & 0xFFFFFFFF for i in range(VECTOR_WORDS)]
 
     def to_bytes(self) -> bytes:
-        return self.to_int().to_bytes(VECTOR_WORDS * WORD_BITS // 8, "little")
+        """VECTOR_STRIDE bytes: the unit fetches whole memory words, at most 64 bytes."""
+        return self.to_int().to_bytes(VECTOR_STRIDE, "little")
 
 
 VECTOR_BITS = sum(f.metadata["bits"] for f in fields(VectorDescriptor))
 VECTOR_WORDS = -(-VECTOR_BITS // WORD_BITS)
+VECTOR_STRIDE = -(-VECTOR_WORDS * 4 // 64) * 64
 
 
 def vector_layout():
