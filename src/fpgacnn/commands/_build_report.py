@@ -89,5 +89,6 @@ def _resources(synth) -> str:
                                    synth["difference"][key])
         rows.append((label, "-" if planned is None else planned, measured,
                      "-" if diff is None else f"{diff:+.1%}"))
+    notes = "".join(f"\n{note}.\n" for note in synth.get("notes", []))
     return text + f"Design: {synth['design']}.\n\n" + _table(
-        ("resource", "planned", "yosys", "difference"), rows)
+        ("resource", "planned", "yosys", "difference"), rows) + notes

@@ -244,7 +244,8 @@ def synth_step(build):
     passes = []
     report = synth_report(build.config, design, progress=passes.append)
     return {"design": design, "yosys": report["yosys"], "planned": report["planned"],
-            "difference": report["difference"], "yosys_passes": len(passes)}
+            "difference": report["difference"], "notes": report.get("notes", []),
+            "yosys_passes": len(passes)}
 
 
 STEPS = (("quantize", quantize_step), ("verify", verify_step), ("plan", plan_step),
