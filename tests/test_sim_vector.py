@@ -12,6 +12,7 @@ from math import ceil
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 
 from fpgacnn.config import HardwareConfig
@@ -23,7 +24,7 @@ from fpgacnn.hw.program import compile_layer, pack_params
 from fpgacnn.hw.vector_program import compile_concat_input, compile_vector_layer, vector_params
 from fpgacnn.ir import ops
 from fpgacnn.quant import QuantConfig, quantize
-from fpgacnn.sim.runtime import SimulatedDevice
+from fpgacnn.sim.runtime import SimulatedDevice, SimulationError
 
 SMALL = HardwareConfig(tm=8, tn=8, tr=8, tc=8, max_kernel=11, max_stride=4,
                        ddr_width_bits=64, burst_len=8, ddr_latency=12, ddr_bytes_per_cycle=8.0)
@@ -72,7 +73,7 @@ def _golden(qmodel, x):
     return values, {t: values[t] for t in values if t not in qmodel.input_shapes}
 
 
-def run_vector_layer(device, qmodel, x, name):
+def run_vector_layer(device, qmodel, x, name, max_cycles=200_000):
     """Run layer `name` of `qmodel` on the vector unit; (got, want, RunResult)."""
     values, fmaps = _golden(qmodel, x)
     layer = qmodel.layer(name)
@@ -88,7 +89,7 @@ def run_vector_layer(device, qmodel, x, name):
     at = image.append(desc.to_bytes())
     device.load(image.finished())
     device.start(at, VECTOR)
-    result = device.wait(200_000)
+    result = device.wait(max_cycles)
     got = image.ddr_map.read_tensor(device.memory, f"fmap.{name}")
     region = image.ddr_map.region(f"fmap.{name}")
     if np.array_equal(got, values[name]):     # then padding lanes too: the exporter's bytes
@@ -126,6 +127,25 @@ def test_pooling_equals_the_golden_model(device, case, scheme):
     kind = {nn.MaxPool2d: "MaxPool", nn.AvgPool2d: "AvgPool",
             nn.AdaptiveAvgPool2d: "GlobalAvgPool"}[type(pool)]
     _check(device, module, (1, 3, size, size), SCHEMES[scheme], kind, seed=case)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_random_pools_equal_the_golden_model(device, data):
+    """Kernels 1-5, strides 1-3, padding up to half the kernel, ceil mode, odd sizes."""
+    k = data.draw(st.integers(1, 5))
+    stride = data.draw(st.integers(1, 3))
+    pad = data.draw(st.integers(0, k // 2))
+    size = data.draw(st.integers(k, k + 7))
+    maximum = data.draw(st.booleans())
+    pool = nn.MaxPool2d(k, stride, pad, ceil_mode=data.draw(st.booleans())) if maximum \
+        else nn.AvgPool2d(k, stride, pad)
+    channels = data.draw(st.integers(1, 20))
+    module = nn.Sequential(nn.Conv2d(2, channels, 1), pool)
+    scheme = SCHEMES[data.draw(st.sampled_from(sorted(SCHEMES)))]
+    _check(device, module, (1, 2, size, size + 1), scheme, "MaxPool" if maximum else "AvgPool",
+           seed=data.draw(st.integers(0, 99)))
 
 
 @pytest.mark.parametrize("scheme", ["affine", "pow2"])
@@ -245,3 +265,12 @@ def test_engine_then_vector_unit_in_one_image(device):
     for layer in (conv, pool):
         got = image.ddr_map.read_tensor(device.memory, f"fmap.{layer.name}")
         assert np.array_equal(got, values[layer.name]), layer.name
+
+
+def test_a_stopped_run_names_the_vector_unit(device):
+    """The cycle limit's message decodes the accelerator's status: unit, state, block, row."""
+    qmodel, x = quantized(nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2)), (1, 3, 8, 8),
+                          AFFINE)
+    with pytest.raises(SimulationError, match="unit=vector state=") as error:
+        run_vector_layer(device, qmodel, x, qmodel.layers[-1].name, max_cycles=60)
+    assert "block=0" in str(error.value)
