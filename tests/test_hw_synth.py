@@ -12,6 +12,7 @@ from fpgacnn.cli import main
 from fpgacnn.config import HardwareConfig
 from fpgacnn.hw.synth import count_cells, planned_resources, synthesize
 from fpgacnn.plan.bram import map_buffer_best
+from fpgacnn.plan.dsp import dsps_per_multiplier
 
 
 class MacsAndMemories(wiring.Component):
@@ -70,10 +71,46 @@ def test_cell_classes():
     assert r.bram18_units == 11
 
 
+class Multipliers(wiring.Component):
+    """Registered signed multipliers of the given (a, b) widths, nothing else."""
+
+    def __init__(self, widths):
+        self.widths = widths
+        super().__init__({"a": In(max(a for a, _ in widths)), "b": In(max(b for _, b in widths)),
+                          "p": Out(sum(a + b for a, b in widths))})
+
+    def elaborate(self, platform):
+        m = Module()
+        lsb = 0
+        for a_bits, b_bits in self.widths:
+            a, b = Signal(signed(a_bits)), Signal(signed(b_bits))
+            product = Signal(signed(a_bits + b_bits))
+            m.d.sync += [a.eq(self.a[:a_bits]), b.eq(self.b[:b_bits]), product.eq(a * b)]
+            m.d.comb += self.p[lsb:lsb + a_bits + b_bits].eq(product)
+            lsb += a_bits + b_bits
+        return m
+
+
+def test_wide_multipliers_cost_what_yosys_maps_them_to():
+    # by hand, cutting operands into 17-bit cascade pieces (UG479) beyond 25 x 18 bits:
+    # 34x32 = 2 x 2 (the engine's requantization product), 66x18 = 4 x 1 (its activation
+    # product), 40x40 = 2 pieces (17 + 23) of the first, each times 3 of the second
+    # (17 + 17 + 6), 9x8 = 1 (a MAC: input minus zero point times weight)
+    widths = [(34, 32), (66, 18), (40, 40), (9, 8)]
+    assert [dsps_per_multiplier(a, b, "DSP48E1") for a, b in widths] == [4, 4, 6, 1]
+    resources, _ = synthesize(Multipliers(widths), "DSP48E1")
+    assert resources.dsp == 15
+
+
 def test_planned_resources_follow_the_planner():
-    config = HardwareConfig(tm=4, tn=4)
+    config = HardwareConfig(tm=4, tn=4, tr=4, tc=4, ddr_width_bits=32, max_kernel=3,
+                            max_stride=1)
     planned = planned_resources(config)
-    assert planned.dsp == 16            # 8x8 on DSP48E1: one MAC per slice (UG479)
+    # 16 MACs of 9 x 8 bits (one DSP48E1 each) + 4 post-processing lanes of 34x32 and 66x18
+    assert planned.dsp == 16 + 4 * (4 + 4)
+    # input 72 x 32 bits: 1 RAMB18 (512x36); weights 18 x 128: 4; accumulators 16 x 128: 4;
+    # staging 32 x 72: 2 (UG473's 512x36 shape, four or two side by side)
+    assert (planned.bram18, planned.bram36, planned.bram18_units) == (11, 0, 11)
     assert planned.lut is None and planned.ff is None
 
 
@@ -86,9 +123,27 @@ def test_synth_command_json_on_the_memory_design(capsys, tmp_path):
         assert set(report[side]) >= {"dsp", "bram18", "bram36", "lut", "ff"}
     assert report["yosys"]["dsp"] == 0          # a copy has no multiplier
     assert report["yosys"]["ff"] > 32           # at least the address registers
-    assert report["planned"]["dsp"] == 4
+    assert report["planned"]["dsp"] == 4 + 2 * 8    # the engine's plan, for comparison
 
 
 def test_synth_command_missing_config_is_a_user_error(capsys):
     assert main(["synth", "--config", "/nonexistent/hw.toml"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_yosys_maps_the_engine_within_ten_percent_of_the_plan(capsys, tmp_path):
+    # the smallest engine: 2 x 2 MACs, 2 post-processing lanes, 3x3 kernels at stride 1
+    HardwareConfig(tm=2, tn=2, tr=2, tc=2, ddr_width_bits=16, max_kernel=3,
+                   max_stride=1).save(tmp_path / "hw.toml")
+    assert main(["synth", "--config", str(tmp_path / "hw.toml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    yosys, planned = report["yosys"], report["planned"]
+    for side in (yosys, planned):
+        assert set(side) >= {"dsp", "bram18", "bram36", "lut", "ff"}
+    assert report["cells"]["DSP48E1"] > 0
+    assert report["cells"].get("RAMB18E1", 0) + report["cells"].get("RAMB36E1", 0) > 0
+    assert abs(yosys["dsp"] - planned["dsp"]) <= 0.1 * planned["dsp"]
+    assert abs(yosys["bram18_units"] - planned["bram18_units"]) <= 0.1 * planned["bram18_units"]
+    assert yosys["lut"] > 0 and yosys["ff"] > 0
+    assert planned["lut"] is None and planned["ff"] is None
+    assert report["notes"] == ["the planner has no estimate of LUT, FF ('-', null)"]

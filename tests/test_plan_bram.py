@@ -2,13 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from fpgacnn.cli import main
+from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
-from fpgacnn.plan.bram import (bram18_count_array, check_fits, map_buffer, map_buffer_best,
-                               words_held_by)
+from fpgacnn.plan.bram import (bram18_count_array, check_fits, engine_bram18, engine_buffers,
+                               map_buffer, map_buffer_best, words_held_by)
 
 # UG473 Table 1-7/1-8 (7-series) aspect ratios, written here independently of the module.
 RAMB18 = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
@@ -129,3 +131,33 @@ def test_cli_bram_bad_numbers_exit_2(argv, capsys):
         raise SystemExit(status)
     assert e.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("config", [
+    HardwareConfig(tm=4, tn=4, tr=4, tc=4, ddr_width_bits=32, max_kernel=3, max_stride=1),
+    HardwareConfig(),
+    HardwareConfig(tm=64, tn=8, tr=14, tc=14, max_kernel=3, max_stride=1),
+    HardwareConfig(tm=16, tn=4, tr=6, tc=5, act_bits=4, weight_bits=4, acc_bits=24,
+                   ddr_width_bits=16),
+])
+def test_engine_buffers_are_the_memories_the_generator_builds(config):
+    """The planner's list of the engine's memories against the Amaranth buffers (hw/)."""
+    from fpgacnn.hw import buffers
+
+    built = {"input": buffers.input_buffer(config), "weight": buffers.weight_buffer(config),
+             "staging": buffers.staging_buffer(config)}
+    # a ping-pong buffer is one memory holding both banks; the accumulators have one bank
+    expected = {name: (b.width, 2 * b.depth) for name, b in built.items()}
+    accumulators = buffers.AccumulatorBuffer(config)
+    expected["accumulator"] = (accumulators.width, accumulators.depth)
+    c = config
+    assert engine_buffers(c.tm, c.tn, c.tr, c.tc, c.act_bits, c.weight_bits, c.acc_bits,
+                          c.max_kernel, c.max_stride) == expected
+
+
+def test_engine_bram18_counts_arrays_of_designs_like_one():
+    tm, tn, tr, tc = [4, 64, 16], [4, 8, 8], [4, 14, 16], [4, 14, 16]
+    many = engine_bram18(np.array(tm), np.array(tn), np.array(tr), np.array(tc), 8, 8, 32, 3, 1)
+    for i in range(3):
+        buffers = engine_buffers(tm[i], tn[i], tr[i], tc[i], 8, 8, 32, 3, 1).values()
+        assert many[i] == sum(map_buffer_best(w, d).bram18 for w, d in buffers)

@@ -49,7 +49,14 @@ def synth_report(config, design="engine", progress=None):
         "planned": plan,
         "difference": {key: relative_difference(yosys[key], plan[key]) for key, _ in ROWS},
         "cells": dict(sorted(cells.items())),
+        "notes": missing_from_plan(plan),
     }
+
+
+def missing_from_plan(plan):
+    """A note naming the resources the planner gives no figure for (none: no note)."""
+    missing = [label for key, label in ROWS if plan[key] is None]
+    return [f"the planner has no estimate of {', '.join(missing)} ('-', null)"] if missing else []
 
 
 def text_report(report):
@@ -61,7 +68,7 @@ def text_report(report):
         lines.append(f"{label:<22}{report['yosys'][key]:>10}"
                      f"{'-' if planned is None else planned:>10}"
                      f"{'-' if diff is None else f'{diff:+.1%}':>12}")
-    return "\n".join(lines)
+    return "\n".join(lines + report["notes"])
 
 
 def run(args):

@@ -13,6 +13,10 @@ from amaranth.lib.wiring import In, Out
 from fpgacnn.config import HardwareConfig
 from fpgacnn.hw.program import input_buffer_words, weight_buffer_words
 
+# yosys (memory_libmap) and Vivado put these memories in block RAM however small they are,
+# as the planner counts them; left alone, yosys takes LUT RAM for shallow ones
+BLOCK_RAM = {"ram_style": "block"}
+
 
 class PingPongBuffer(wiring.Component):
     """Two banks of `depth` words of `width` bits; bank `b` word `a` is memory word b*depth+a.
@@ -33,7 +37,8 @@ class PingPongBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=self.width, depth=2 * self.depth, init=[])
+        m.submodules.mem = mem = Memory(shape=self.width, depth=2 * self.depth, init=[],
+                                         attrs=BLOCK_RAM)
         wp = mem.write_port()
         rp = mem.read_port()
         m.d.comb += [
@@ -63,7 +68,7 @@ class AccumulatorBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=self.width, depth=self.depth, init=[])
+        m.submodules.mem = mem = Memory(shape=self.width, depth=self.depth, init=[], attrs=BLOCK_RAM)
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))
         m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data),

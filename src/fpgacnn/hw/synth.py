@@ -3,7 +3,10 @@
 yosys maps the design onto Xilinx primitives; the counts are read from `stat -json`:
 DSP48E1/DSP48E2 slices, RAMB18E1/RAMB36E1 block RAMs, LUTs (LUT1-LUT6, inverters, LUTs used as
 distributed RAM or shift registers) and flip-flops (FDRE/FDSE/FDCE/FDPE). The design is
-synthesised as a core (`-noiopad`), flattened.
+synthesised as a core (`-noiopad`), flattened, by `synth_xilinx`'s own script with one pass
+left out: `share` (SAT-based merging of arithmetic cells under exclusive conditions), which
+took a third of the time on the engine; it runs after multipliers are mapped to DSPs and
+before memories are mapped, so it changes neither count, only a few LUTs.
 
 >>> cells = {"DSP48E1": 8, "RAMB36E1": 1, "LUT3": 10, "INV": 2, "FDRE": 40, "CARRY4": 3}
 >>> count_cells(cells)
@@ -57,6 +60,15 @@ def count_cells(cells):
                      lut=total(LUT_CELLS), ff=total(FF_CELLS))
 
 
+def synth_script(family, top):
+    """synth_xilinx without its `share` pass: the labels before and after the `coarse` step,
+    and `coarse` written out (yosys 0.23's `help synth_xilinx`) less `share`."""
+    synth = f"synth_xilinx -family {family} -top {top} -flatten -noiopad"
+    coarse = ("techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; "
+              "memory -nomap; opt_clean")
+    return f"{synth} -run :coarse; {coarse}; {synth} -run map_memory:"
+
+
 def yosys_cells(verilog, family="xc7", top=TOP_NAME, progress=None):
     """Cell counts of `verilog` after `synth_xilinx -family FAMILY`.
 
@@ -67,8 +79,7 @@ def yosys_cells(verilog, family="xc7", top=TOP_NAME, progress=None):
     with tempfile.TemporaryDirectory(prefix="fpgacnn-synth-") as tmp:
         source, stat = Path(tmp) / f"{top}.v", Path(tmp) / "stat.json"
         source.write_text(verilog)
-        script = (f"read_verilog {source}; synth_xilinx -family {family} -top {top} -flatten "
-                  f"-noiopad; tee -q -o {stat} stat -json")
+        script = f"read_verilog {source}; {synth_script(family, top)}; tee -q -o {stat} stat -json"
         process = subprocess.Popen(["yosys", "-p", script], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         tail = []
@@ -92,19 +103,24 @@ def synthesize(component, dsp_type="DSP48E1", progress=None):
 
 
 def planned_resources(config, dsp_type="DSP48E1"):
-    """The planner's figures for the engine of `config`: DSPs and RAMB18 units.
+    """The planner's figures for the engine of `config` as generated: DSPs and block RAMs.
 
-    The planner counts block RAM in RAMB18 units and does not model LUTs or flip-flops, so
-    `bram36`, `lut` and `ff` are None.
+    DSPs: the MAC array and the post-processing lanes (`fpgacnn.plan.dsp.engine_dsps`); block
+    RAM: each buffer on RAMB18 or RAMB36, whichever is cheaper (`fpgacnn.plan.bram`). The
+    planner has no LUT or flip-flop model, so `lut` and `ff` are None.
     """
-    from fpgacnn.plan.dsp import dsp_per_mac, dsps_for_array
-    from fpgacnn.plan.engine import Memory, buffer_bram18
+    from fpgacnn.plan.bram import engine_buffers, map_buffer_best
+    from fpgacnn.plan.dsp import engine_dsps
 
-    per_mac = dsp_per_mac(config.act_bits, config.weight_bits, dsp_type)
-    bram = buffer_bram18(Memory.of(config), config.tm, config.tn, config.tr, config.tc,
-                         config.max_kernel, config.max_stride)
-    return Resources(dsp=dsps_for_array(config.tm * config.tn, per_mac), bram18=int(bram),
-                     bram36=None, lut=None, ff=None)
+    c = config
+    mappings = [map_buffer_best(int(width), int(depth)) for width, depth in engine_buffers(
+        c.tm, c.tn, c.tr, c.tc, c.act_bits, c.weight_bits, c.acc_bits, c.max_kernel,
+        c.max_stride).values()]
+    def count(primitive):
+        return sum(m.count for m in mappings if m.primitive == primitive)
+    return Resources(dsp=engine_dsps(c.tm, c.tn, c.act_bits, c.weight_bits, c.acc_bits,
+                                     dsp_type),
+                     bram18=count("ramb18"), bram36=count("ramb36"), lut=None, ff=None)
 
 
 def relative_difference(measured, planned):

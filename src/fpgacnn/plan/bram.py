@@ -28,6 +28,7 @@ ASPECTS = {
 }
 CAPACITY_BITS = {"ramb18": 18 * 1024, "ramb36": 36 * 1024}
 RAMB18_PER = {"ramb18": 1, "ramb36": 2}
+STAGED_BITS = 18        # one finished output in the engine's staging buffer (hw/writer.py)
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,26 @@ def bram18_count_array(width, depth, copies):
             units = -(-width // w) * -(-depth // d) * RAMB18_PER[primitive]
             best = units if best is None else np.minimum(best, units)
     return best * copies
+
+
+def engine_buffers(tm, tn, tr, tc, act_bits, weight_bits, acc_bits, max_kernel, max_stride):
+    """{name: (width, depth)} of the engine's block RAMs as generated (hw/buffers.py).
+
+    Each buffer is one memory of full-width words; a ping-pong buffer holds both banks, one
+    after the other. Works element by element on numpy arrays of tile sizes.
+
+    >>> engine_buffers(4, 4, 4, 4, 8, 8, 32, 3, 1)["input"]
+    (32, 72)
+    """
+    in_words = ((tr - 1) * max_stride + max_kernel) * ((tc - 1) * max_stride + max_kernel)
+    return {"input": (tn * act_bits, 2 * in_words),
+            "weight": (tm * tn * weight_bits, 2 * max_kernel * max_kernel),
+            "accumulator": (tm * acc_bits, tr * tc),
+            "staging": (tm * STAGED_BITS, 2 * tr * tc)}
+
+
+def engine_bram18(tm, tn, tr, tc, act_bits, weight_bits, acc_bits, max_kernel, max_stride):
+    """RAMB18 units of the engine's buffers (`engine_buffers`), each mapped at its cheapest."""
+    buffers = engine_buffers(tm, tn, tr, tc, act_bits, weight_bits, acc_bits, max_kernel,
+                             max_stride)
+    return sum(bram18_count_array(width, depth, 1) for width, depth in buffers.values())

@@ -5,8 +5,9 @@
 - Float32: 5 DSP48 per multiply-add (Zhang et al., FPGA'15: 3 for the multiplier, 2 for the
   adder).
 
-Operands wider than the multiplier are split into chunks: the top chunk is signed and may use
-the whole port, lower chunks are unsigned and use one bit less. Two MACs that share one operand
+Operands wider than the multiplier are cut as a DSP cascade adds partial products (UG479: the
+cascade input PCIN is shifted right by 17 bits): lower pieces are unsigned 17-bit chunks, the
+top piece is signed and may use the whole port (yosys's mul2dsp cuts them the same way). Two MACs that share one operand
 (one activation times two weights) fit into one DSP when the two weights, the lower one
 sign-extended and the upper one shifted by `a + w + 2` bits (two guard bits: WP486 puts the
 upper INT8 weight at bit 18), fit the pre-adder: `a + 2w + 2 <= port`. That holds for INT8 on
@@ -28,19 +29,34 @@ from fpgacnn.errors import UserError
 PORTS = {"DSP48E1": (25, 18), "DSP48E2": (27, 18)}
 FLOAT32_DSP_PER_MAC = 5
 PACKING_GUARD_BITS = 2
-
-
-def _chunks(bits: int, port: int) -> int:
-    if bits <= port:
-        return 1
-    return 1 + ceil((bits - port) / (port - 1))
+CASCADE_SHIFT = 17
+POST_PARAM_BITS = 32     # hw/postproc.py: bias, multiplier and shift words
+POST_SLOPE_BITS = 18     # hw/postproc.py: the activation slope register
 
 
 def dsps_per_multiplier(a_bits: int, w_bits: int, dsp_type: str) -> int:
-    """DSP slices for one signed a_bits x w_bits multiplier (best of both orientations)."""
+    """DSP slices for one signed a_bits x w_bits multiplier, the wider operand on the wide port.
+
+    >>> dsps_per_multiplier(34, 32, "DSP48E1"), dsps_per_multiplier(66, 18, "DSP48E1")
+    (4, 4)
+    """
     wide, narrow = _ports(dsp_type)
-    return min(_chunks(a_bits, wide) * _chunks(w_bits, narrow),
-               _chunks(w_bits, wide) * _chunks(a_bits, narrow))
+    return _cascade(max(a_bits, w_bits), min(a_bits, w_bits), wide, narrow)
+
+
+def _cascade(a: int, b: int, wide: int, narrow: int) -> int:
+    """Slices for `a` bits on the wide port times `b` on the narrow one: a wide `a` is cut
+    first, then `b`; each piece keeps its port."""
+    piece = CASCADE_SHIFT + 1          # an unsigned 17-bit chunk as a signed operand
+    if a > wide:
+        pieces = ceil((a - wide) / CASCADE_SHIFT)
+        return (pieces * _cascade(piece, b, wide, narrow)
+                + _cascade(a - pieces * CASCADE_SHIFT, b, wide, narrow))
+    if b > narrow:
+        pieces = ceil((b - narrow) / CASCADE_SHIFT)
+        return (pieces * _cascade(a, piece, wide, narrow)
+                + _cascade(a, b - pieces * CASCADE_SHIFT, wide, narrow))
+    return 1
 
 
 def packs_two_macs(a_bits: int, w_bits: int, dsp_type: str) -> bool:
@@ -59,6 +75,24 @@ def dsp_per_mac(a_bits: int, w_bits: int, dsp_type: str, float32: bool = False):
     if packs_two_macs(a_bits, w_bits, dsp_type):
         return 0.5
     return dsps_per_multiplier(a_bits, w_bits, dsp_type)
+
+
+def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int,
+                dsp_type: str) -> int:
+    """DSP slices of the engine as generated: the MAC array and Q post-processing lanes.
+
+    A MAC multiplies an input minus its zero point (act_bits + 1 bits) by a weight; it never
+    packs two MACs per slice. Each post-processing lane (hw/postproc.py) has two multipliers:
+    the requantization product (acc + bias, max(acc_bits, 32) + 2 bits, times an int32
+    multiplier) and the activation slope product (that product's width times an 18-bit slope).
+
+    >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1")     # 16 MACs + 4 lanes of 4 + 4
+    48
+    """
+    operand = max(acc_bits, POST_PARAM_BITS) + 2
+    lane = (dsps_per_multiplier(operand, POST_PARAM_BITS, dsp_type)
+            + dsps_per_multiplier(operand + POST_PARAM_BITS, POST_SLOPE_BITS, dsp_type))
+    return tm * tn * dsps_per_multiplier(act_bits + 1, weight_bits, dsp_type) + tm * lane
 
 
 def dsps_for_array(macs: int, per_mac) -> int:
