@@ -3,7 +3,8 @@
 import pytest
 
 from fpgacnn.errors import UserError
-from fpgacnn.plan.dsp import dsp_per_mac, dsps_for_array, dsps_per_multiplier, packs_two_macs
+from fpgacnn.plan.dsp import (dsp_per_mac, dsps_for_array, dsps_per_multiplier, engine_dsps,
+                              packs_two_macs)
 
 
 def test_float32_costs_five_dsps_as_in_zhang_et_al():
@@ -34,9 +35,24 @@ def test_int8_does_not_pack_on_dsp48e1():
     (27, 18, "DSP48E2", 1),
     (32, 32, "DSP48E1", 4),     # 2 x 2 partial products (24+ and 17+ bit chunks)
     (24, 24, "DSP48E2", 2),
+    # beyond one slice, 17-bit pieces (UG479's 17-bit cascade shift) times the other operand
+    (34, 32, "DSP48E1", 4),     # (17 + 17) x (17 + 15)
+    (66, 18, "DSP48E1", 4),     # 17 + 17 + 17 + 15
+    (49, 18, "DSP48E1", 3),     # 17 + 17 + 15: not 2 chunks of 25 and 24
+    (40, 40, "DSP48E1", 6),     # (17 + 23) x (17 + 17 + 6)
+    (44, 18, "DSP48E2", 2),     # 17 + 27
 ])
 def test_multiplier_splitting(a, w, dsp_type, expected):
     assert dsps_per_multiplier(a, w, dsp_type) == expected
+
+
+def test_engine_counts_its_post_processing_and_never_packs():
+    # ZC706-sized engine: 512 MACs of 9 x 8 bits + 64 lanes of 34x32 and 66x18 products
+    assert engine_dsps(64, 8, 8, 8, 32, "DSP48E1") == 512 + 64 * 8
+    # on a DSP48E2 the engine still builds one MAC per slice (WP486 packing is not built)
+    assert engine_dsps(16, 16, 8, 8, 32, "DSP48E2") == 256 + 16 * 8
+    # 16-bit data: 17 x 16 still fits one slice; 48-bit accumulators widen the lanes
+    assert engine_dsps(4, 4, 16, 16, 48, "DSP48E1") == 16 + 4 * (6 + 5)
 
 
 def test_more_bits_never_cost_fewer_dsps():
