@@ -241,11 +241,15 @@ def synth_step(build):
     design = _top_name(build)
     if design not in DESIGNS:
         return {"status": "not run", "reason": f"synth cannot build the {design} top-level"}
-    passes = []
-    report = synth_report(build.config, design, progress=passes.append)
+    from tqdm import tqdm
+
+    with tqdm(desc="  yosys", unit=" passes", file=sys.stderr, leave=False) as bar:
+        def progress(name):
+            bar.set_postfix_str(name, refresh=False)
+            bar.update()
+        report = synth_report(build.config, design, progress)
     return {"design": design, "yosys": report["yosys"], "planned": report["planned"],
-            "difference": report["difference"], "notes": report.get("notes", []),
-            "yosys_passes": len(passes)}
+            "difference": report["difference"], "notes": report.get("notes", [])}
 
 
 STEPS = (("quantize", quantize_step), ("verify", verify_step), ("plan", plan_step),
