@@ -6,7 +6,9 @@
 Both sides run the same QModel (affine, 8 bits, per-channel weights, float32 requantization
 mode, whose conv/linear layers equal fbgemm's bit for bit): the golden model through
 `fpgacnn.golden.run`, the peer as torch.ao quantized modules built from the same integers.
-Printed: seconds per batch for each and the ratio golden / fbgemm (target <= 1.0).
+Printed: seconds per batch for each (best of --repeats after a warm-up run) and the ratio
+golden / fbgemm (target <= 1.0); in brackets the same for CPU seconds of all threads, the
+steadier figure when other work shares the machine.
 """
 
 import argparse
@@ -76,6 +78,9 @@ class FbgemmModel:
                 return lambda x: F.max_pool2d(x, op.kernel, op.stride, (t, l),
                                               ceil_mode=op.ceil_mode)
             return lambda x: F.max_pool2d(_replicate_pad(x, b, r), op.kernel, op.stride)
+        if isinstance(op, ops.LeakyReLU):
+            qF = torch.ao.nn.quantized.functional
+            return lambda x: qF.leaky_relu(x, op.alpha, fout.scale, fout.zero_point)
         if isinstance(op, ops.Flatten):
             return lambda x: x.reshape(x.shape[0], -1)
         if isinstance(op, ops.Upsample):
@@ -103,11 +108,15 @@ def _replicate_pad(x, bottom, right):
 
 
 def _time(fn, repeats):
+    """Best of `repeats` calls after a warm-up: (wall seconds, CPU seconds of all threads)."""
     fn()
-    start = time.perf_counter()
+    wall = cpu = float("inf")
     for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-    return (time.perf_counter() - start) / repeats
+        wall = min(wall, time.perf_counter() - w0)
+        cpu = min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
 def bench(name, batches, repeats):
@@ -125,11 +134,12 @@ def bench(name, batches, repeats):
         qx = torch.quantize_per_tensor(torch.from_numpy(x), fin.scale, fin.zero_point,
                                        torch.quint8)
         with torch.no_grad():
-            t_golden = _time(lambda: golden.run(qm, x_int), repeats)
-            t_fbgemm = _time(lambda: peer(qx), repeats)
-        rows.append((name, batch, t_golden, t_fbgemm, t_golden / t_fbgemm))
-        print(f"{name:12} batch {batch:3}  golden {t_golden:8.3f} s  fbgemm {t_fbgemm:8.3f} s  "
-              f"ratio {t_golden / t_fbgemm:5.2f}", flush=True)
+            (g_wall, g_cpu), (f_wall, f_cpu) = (_time(lambda: golden.run(qm, x_int), repeats),
+                                                _time(lambda: peer(qx), repeats))
+        rows.append((name, batch, g_wall, f_wall, g_wall / f_wall, g_cpu / f_cpu))
+        print(f"{name:12} batch {batch:3}  golden {g_wall:8.3f} s  fbgemm {f_wall:8.3f} s  "
+              f"ratio {g_wall / f_wall:5.2f}   (CPU s: {g_cpu:7.3f} / {f_cpu:7.3f} = "
+              f"{g_cpu / f_cpu:5.2f})", flush=True)
     return rows
 
 

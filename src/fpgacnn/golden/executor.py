@@ -1,12 +1,19 @@
-"""The golden executor: runs a QModel in integers, layer by layer."""
+"""The golden executor: runs a QModel in integers, layer by layer.
+
+Layers whose tensors fit 8 bits run on the fast path (`fpgacnn.golden.fast`, int8 torch
+tensors, channels-last); the others run the numpy definition (`fpgacnn.golden.ops`). Each
+tensor is converted between the two forms only when a layer of the other kind reads it.
+"""
 
 import numpy as np
 
 from fpgacnn.errors import UserError
+from fpgacnn.golden import fast, workers
 from fpgacnn.golden.convert import dequantize, quantize_tensor
 from fpgacnn.golden.ops import run_layer
 from fpgacnn.golden.requant import RangeError
-from fpgacnn.quant.model import QModel, TensorFormat
+from fpgacnn.golden.stored import to_codes, to_stored
+from fpgacnn.quant.model import QModel
 
 
 def _as_input_dict(qmodel: QModel, x) -> dict:
@@ -34,27 +41,64 @@ def _check_input(qmodel: QModel, name: str, x) -> np.ndarray:
     return x.astype(np.int64)
 
 
-def run(qmodel: QModel, x_int, keep: bool = False) -> dict[str, np.ndarray]:
+class _Tensors:
+    """Every tensor as int64 numpy codes and/or a stored int8 torch tensor, made on demand."""
+
+    def __init__(self, qmodel: QModel):
+        self.format_of = qmodel.format_of
+        self.codes: dict[str, np.ndarray] = {}
+        self.stored: dict = {}
+
+    def numpy(self, name: str) -> np.ndarray:
+        if name not in self.codes:
+            self.codes[name] = to_codes(self.stored[name], self.format_of(name))
+        return self.codes[name]
+
+    def torch(self, name: str):
+        if name not in self.stored:
+            self.stored[name] = to_stored(self.codes[name], self.format_of(name))
+        return self.stored[name]
+
+    def shape(self, name: str) -> tuple:
+        value = self.codes.get(name)
+        return tuple((self.stored[name] if value is None else value).shape)
+
+
+def _run_layer(layer, tensors: _Tensors, fmts, rounding: str, use_fast: bool) -> None:
+    shapes = [tensors.shape(t) for t in layer.inputs]
+    kernel = fast.kernel_for(layer, fmts, shapes) if use_fast else None
+    if kernel is not None:
+        xs = [tensors.torch(t) for t in layer.inputs]
+        tensors.stored[layer.name] = kernel(layer, xs, fmts, rounding)
+    else:
+        xs = [tensors.numpy(t) for t in layer.inputs]
+        tensors.codes[layer.name] = run_layer(layer, xs, fmts, rounding)
+
+
+def run(qmodel: QModel, x_int, keep: bool = False, fast_path: bool = True
+        ) -> dict[str, np.ndarray]:
     """Run `qmodel` on integer input(s); returns the outputs (every tensor if `keep`) by name.
 
-    The batch size may differ from the one the model was quantized with.
+    The batch size may differ from the one the model was quantized with. `fast_path=False`
+    runs every layer through the numpy definition (same results, slower).
     >>> y = run(qm, quantize_input(qm, x_float))["fc2"]          # int64 array
     """
     given = _as_input_dict(qmodel, x_int)
-    values = {}
+    tensors = _Tensors(qmodel)
     for name in qmodel.input_shapes:
         if name not in given:
             raise UserError(f"input {name!r} is not given")
-        values[name] = _check_input(qmodel, name, given[name])
-    for layer in qmodel.layers:
-        xs = [values[t] for t in layer.inputs]
-        fmts = [qmodel.format_of(t) for t in layer.inputs]
-        try:
-            values[layer.name] = run_layer(layer, xs, fmts, qmodel.rounding)
-        except RangeError as e:
-            raise UserError(f"layer {layer.name!r}: {e}") from None
-    wanted = values.keys() if keep else qmodel.outputs
-    return {k: values[k] for k in wanted}
+        tensors.codes[name] = _check_input(qmodel, name, given[name])
+    with workers.torch_threads_as_workers():
+        for layer in qmodel.layers:
+            fmts = [qmodel.format_of(t) for t in layer.inputs]
+            try:
+                _run_layer(layer, tensors, fmts, qmodel.rounding, fast_path)
+            except RangeError as e:
+                raise UserError(f"layer {layer.name!r}: {e}") from None
+    wanted = list(qmodel.input_shapes) + [l.name for l in qmodel.layers] if keep else \
+        qmodel.outputs
+    return {k: tensors.numpy(k) for k in wanted}
 
 
 def quantize_input(qmodel: QModel, x, name: str | None = None) -> np.ndarray:

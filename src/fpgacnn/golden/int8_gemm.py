@@ -6,17 +6,25 @@ has the same correction per output channel. The product runs in `torch._int_mm`,
 sums are exact while K * 128 * 128 < 2**31 (checked). Because some int8 kernels saturate int16
 partial sums on CPUs without VNNI, `int_mm_is_exact()` first checks the kernel on the inputs
 that expose that saturation; when it fails the caller uses the float64 path instead.
+
+Convolutions are im2col + GEMM on channels-last int8 input, in blocks of output rows whose
+im2col matrix fits in cache; each block's int32 accumulators go to a `consume` callback
+(the fast path requantizes them there, while they are still in cache).
 """
 
 import functools
 import weakref
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fpgacnn.golden import workers
+
 INT32_SAFE_TERMS = (1 << 31) // (128 * 128)
-_CHUNK_BYTES = 1 << 26
+BLOCK_BYTES = 1 << 21          # im2col bytes per block: about one core's L2
+_MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _weight_cache: dict[int, tuple] = {}
 
 
@@ -42,103 +50,195 @@ def usable(in_bits: int, weight_bits: int, terms: int, groups: int = 1) -> bool:
             and int_mm_is_exact())
 
 
-def _weight_matrix(w: np.ndarray):
-    """(K, O) int8 matrix and per-channel sums of `w` (O, ...), cached per weight array."""
+class WeightMatrix(NamedTuple):
+    matrix: torch.Tensor   # (K8, O8) int8 view of a contiguous (O8, K8): oneDNN's fast layout;
+    #                        zero rows/columns pad K and O to multiples of 8
+    sums: np.ndarray       # (O,) int64: sum of each output channel's weights
+    peak: int              # max |w|
+
+
+def weight_matrix(w: np.ndarray) -> WeightMatrix:
+    """`w` (O, ...) as the GEMM's int8 matrix (im2col order kh, kw, C), cached per array.
+
+    Only for weights inside int8 (`weight_peak(w) <= 127`).
+    """
     hit = _weight_cache.get(id(w))
     if hit is not None and hit[0]() is w:
-        return hit[1], hit[2]
+        return hit[1]
     wt = torch.from_numpy(np.asarray(w, np.int8))
     if wt.ndim == 4:
         wt = wt.permute(0, 2, 3, 1)                   # (O, kh, kw, C): the im2col order
     w2 = wt.reshape(wt.shape[0], -1).contiguous()
     k, o = w2.shape[1], w2.shape[0]
-    # K and O padded with zero weights to multiples of 8, which every kernel accepts
-    matrix = F.pad(w2.t(), (0, -o % 8, 0, -k % 8)).contiguous()
-    sums = w2.to(torch.int64).sum(dim=1)
+    matrix = F.pad(w2, (0, -k % 8, 0, -o % 8)).contiguous().t()
+    sums = w2.to(torch.int64).sum(dim=1).numpy()
+    entry = WeightMatrix(matrix, sums, weight_peak(w))
     try:
         _weight_cache[id(w)] = (weakref.ref(w, lambda _, k=id(w): _weight_cache.pop(k, None)),
-                                matrix, sums)
+                                entry)
     except TypeError:
         pass
-    return matrix, sums
+    return entry
 
 
-def _mm_into(a: torch.Tensor, matrix: torch.Tensor, out: torch.Tensor) -> None:
-    """out (M, O) int32 = a (M, K8) int8 @ matrix (K8, O8), in row chunks of at least 17."""
-    outputs = out.shape[1]
-    rows = max(32, _CHUNK_BYTES // max(1, a.shape[1]))
-    for start in range(0, a.shape[0], rows):
-        part = a[start:start + rows]
-        short = part.shape[0]
-        if short >= 17 and outputs == matrix.shape[1]:
-            torch._int_mm(part, matrix, out=out[start:start + short])
-            continue
-        if short < 17:
-            part = F.pad(part, (0, 0, 0, 17 - short))
-        out[start:start + short] = torch._int_mm(part, matrix)[:short, :outputs]
-
-
-def _padded_rows(rows: torch.Tensor, k8: int) -> torch.Tensor:
-    """A contiguous int8 (M, k8) copy of rows (M, K), zero columns appended."""
-    m, k = rows.shape
-    if k == k8:
-        return rows.contiguous()
-    a = torch.empty((m, k8), dtype=torch.int8)
-    a[:, k:] = 0
-    a[:, :k] = rows
-    return a
+def weight_peak(w: np.ndarray) -> int:
+    """max |w|, cached with the weight matrix when the weights are 8-bit."""
+    hit = _weight_cache.get(id(w))
+    if hit is not None and hit[0]() is w:
+        return hit[1].peak
+    return max(int(w.max()), -int(w.min())) if w.size else 0
 
 
 def _offset(signed: bool) -> int:
     return 0 if signed else 128
 
 
+Consume = Callable[[torch.Tensor, int], None]   # (int32 acc (rows, O), first output row)
+
+
+def _gemm(a: torch.Tensor, rows: int, matrix: torch.Tensor) -> torch.Tensor:
+    """a[:rows] @ matrix as int32 (rows, O8) in this thread's scratch; a has >= 17 rows."""
+    used = max(rows, _MIN_ROWS)
+    acc = workers.scratch("acc", used * matrix.shape[1], torch.int32).view(used, -1)
+    torch._int_mm(a[:used], matrix, out=acc)
+    return acc[:rows]
+
+
+def _rows_buffer(rows: int, k8: int) -> torch.Tensor:
+    """This thread's im2col scratch, (max(rows, 17), k8). Its columns past K are never
+    cleared: they meet the zero rows that pad the weight matrix, so they add nothing."""
+    used = max(rows, _MIN_ROWS)
+    return workers.scratch("im2col", used * k8, torch.int8).view(used, k8)
+
+
+def _split(total: int, cap: int) -> int:
+    """Block size: at most cap, small enough that every worker gets a block."""
+    return max(1, min(cap, -(-total // workers.thread_count())))
+
+
+def linear_blocks(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
+    """x (N, K) int8 (already offset) times the weights, block by block.
+
+    consume(acc, first_row, first_column) gets blocks of rows and, when there are fewer
+    row blocks than workers, of output columns (multiples of 8).
+    """
+    n, k = x.shape
+    k8, o8 = wm.matrix.shape
+    block = max(1, min(n, BLOCK_BYTES // k8))
+    starts = range(0, n, block)
+    width = -(-o8 // max(1, workers.thread_count() // len(starts)) // 8) * 8
+
+    def run(item):
+        start, col = item
+        rows = min(block, n - start)
+        a = _rows_buffer(rows, k8)
+        a[:rows, :k] = x[start:start + rows]
+        acc = _gemm(a, rows, wm.matrix[:, col:col + width])
+        consume(acc[:, :max(0, min(width, outputs - col))], start, col)
+    workers.for_each(run, [(start, col) for start in starts for col in range(0, o8, width)])
+
+
+def padded(x: torch.Tensor, padding, value: int) -> torch.Tensor:
+    """x (N, H, W, C) with (t, l, b, r) rows/columns of `value` around it (image by image,
+    on the workers)."""
+    t, l, b, r = padding
+    if not any(padding):
+        return x
+    n, h, w, c = x.shape
+    xp = torch.empty((n, h + t + b, w + l + r, c), dtype=x.dtype)
+
+    def fill(i):
+        xp[i, :t] = value
+        xp[i, t + h:] = value
+        xp[i, t:t + h, :l] = value
+        xp[i, t:t + h, l + w:] = value
+        xp[i, t:t + h, l:l + w] = x[i]
+    workers.for_each(fill, range(n))
+    return xp
+
+
+def _row_blocks(n: int, oh: int, rows: int):
+    """(first image, images, first output row, output rows) covering n images of oh rows."""
+    if oh <= rows:
+        step = rows // oh
+        return [(first, min(step, n - first), 0, oh) for first in range(0, n, step)]
+    return [(image, 1, r0, min(rows, oh - r0)) for image in range(n) for r0 in range(0, oh, rows)]
+
+
+def _im2col(src: torch.Tensor, dst: torch.Tensor, op, r0: int) -> None:
+    """dst (n, rows, OW, K8) = the im2col rows (kh, kw, C order) of output rows r0... of src."""
+    (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
+    n, rows, ow = dst.shape[:3]
+    c = src.shape[3]
+    top = r0 * sh
+    if c < 16:  # few channels: one strided gather beats many tiny tap copies
+        band = src[:, top:top + sh * (rows - 1) + dh * (kh - 1) + 1]
+        cols = band.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)
+        cols = cols[..., ::dh, ::dw].permute(0, 1, 2, 4, 5, 3)  # (n, rows, OW, kh, kw, C)
+        dst[..., :kh * kw * c].unflatten(-1, (kh, kw, c)).copy_(cols[:, :, :ow])
+        return
+    for u in range(kh):
+        band = src[:, top + u * dh:top + u * dh + sh * (rows - 1) + 1:sh]
+        for v in range(kw):
+            start = (u * kw + v) * c
+            dst[..., start:start + c] = band[:, :, v * dw:v * dw + sw * (ow - 1) + 1:sw]
+
+
+def conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: int,
+                consume: Consume) -> tuple[int, int]:
+    """Ungrouped conv of x (N, H, W, C) int8 (already offset) by im2col + int8 GEMM.
+
+    Calls consume(acc, first) for blocks of output positions in (n, oh, ow) order (from the
+    worker threads); returns (OH, OW).
+    """
+    xp = padded(x, op.padding, pad_value)
+    (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
+    oh = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    ow = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    k8 = wm.matrix.shape[0]
+    n = x.shape[0]
+    rows_per_block = _split(n * oh, max(1, BLOCK_BYTES // (ow * k8)))
+
+    def run(block):
+        first, count, r0, rows = block
+        m = count * rows * ow
+        a = _rows_buffer(m, k8)
+        _im2col(xp[first:first + count], a[:m].view(count, rows, ow, k8), op, r0)
+        consume(_gemm(a, m, wm.matrix)[:, :outputs], (first * oh + r0) * ow)
+    workers.for_each(run, _row_blocks(n, oh, rows_per_block))
+    return oh, ow
+
+
+def linear_int32(x: torch.Tensor, wm: WeightMatrix, outputs: int) -> torch.Tensor:
+    """x (N, K) int8 (already offset) times the weights: int32 (N, outputs)."""
+    out = torch.empty((x.shape[0], outputs), dtype=torch.int32)
+
+    def consume(acc, first, column):
+        out[first:first + acc.shape[0], column:column + acc.shape[1]] = acc
+    linear_blocks(x, wm, outputs, consume)
+    return out
+
+
 def linear_acc(x: np.ndarray, zero_point: int, signed: bool, w: np.ndarray) -> np.ndarray:
     """sum_k (x - zp) * w[o, k] for x (N, K) of at most 8 bits; int64 (N, O)."""
     o = _offset(signed)
-    matrix, sums = _weight_matrix(w)
-    a = _padded_rows(torch.from_numpy(np.asarray(x - o, np.int8)), matrix.shape[0])
-    out = torch.empty((a.shape[0], w.shape[0]), dtype=torch.int32)
-    _mm_into(a, matrix, out)
-    return (out.to(torch.int64) + (o - zero_point) * sums).numpy()
+    wm = weight_matrix(w)
+    out = linear_int32(torch.from_numpy(np.asarray(x - o, np.int8)), wm, w.shape[0])
+    return (out.to(torch.int64) + torch.from_numpy((o - zero_point) * wm.sums)).numpy()
 
 
 def conv_acc(x: np.ndarray, zero_point: int, signed: bool, w: np.ndarray, op) -> np.ndarray:
-    """The conv accumulator (no bias) of an ungrouped Conv2d by im2col + int8 GEMM.
-
-    The input is made channels-last, so each kernel tap copies runs of C bytes into the
-    im2col rows (ordered kh, kw, C like the weight matrix); one image at a time.
-    """
+    """The conv accumulator (no bias) of an ungrouped Conv2d by im2col + int8 GEMM; int64."""
     o = _offset(signed)
-    matrix, sums = _weight_matrix(w)
-    n, c = x.shape[:2]
-    t, l, b, r = op.padding
-    (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
-    h, wd = x.shape[2:]
-    xh = torch.full((n, h + t + b, wd + l + r, c), zero_point - o, dtype=torch.int8)
-    xh[:, t:t + h, l:l + wd] = torch.from_numpy(np.asarray(x - o, np.int8)).permute(0, 2, 3, 1)
-    oh = (xh.shape[1] - dh * (kh - 1) - 1) // sh + 1
-    ow = (xh.shape[2] - dw * (kw - 1) - 1) // sw + 1
-    k8 = matrix.shape[0]
-    images = max(1, min(n, _CHUNK_BYTES // max(1, oh * ow * k8)))
-    out = torch.empty((n, oh * ow, w.shape[0]), dtype=torch.int32)
-    rows = torch.zeros((images, oh, ow, k8), dtype=torch.int8)
-    for first in range(0, n, images):
-        count = min(images, n - first)
-        block = xh[first:first + count]
-        if c < 16:  # few channels: one strided gather beats many tiny tap copies
-            cols = block.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)
-            cols = cols[..., ::dh, ::dw].permute(0, 1, 2, 4, 5, 3)  # (n, OH, OW, kh, kw, C)
-            rows[:count, :, :, :kh * kw * c] = cols.reshape(count, oh, ow, -1)
-        else:
-            for u in range(kh):
-                for v in range(kw):
-                    start = (u * kw + v) * c
-                    rows[:count, :, :, start:start + c] = block[
-                        :, u * dh:u * dh + sh * (oh - 1) + 1:sh,
-                        v * dw:v * dw + sw * (ow - 1) + 1:sw]
-        _mm_into(rows[:count].view(count * oh * ow, k8), matrix,
-                 out[first:first + count].view(count * oh * ow, -1))
-    acc = out.permute(0, 2, 1).to(torch.int64)
-    acc += ((o - zero_point) * sums).reshape(1, -1, 1)
+    wm = weight_matrix(w)
+    xt = torch.from_numpy(np.asarray(x - o, np.int8)).permute(0, 2, 3, 1)
+    n = x.shape[0]
+    oh, ow = op.output_shape([x.shape])[2:]
+    out = torch.empty((n * oh * ow, w.shape[0]), dtype=torch.int32)
+
+    def consume(acc, first):
+        out[first:first + acc.shape[0]] = acc
+    conv_blocks(xt, zero_point - o, wm, op, w.shape[0], consume)
+    acc = out.view(n, oh * ow, -1).permute(0, 2, 1).to(torch.int64)
+    acc += torch.from_numpy((o - zero_point) * wm.sums).reshape(1, -1, 1)
     return acc.reshape(n, -1, oh, ow).numpy()

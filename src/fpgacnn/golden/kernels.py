@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fpgacnn.golden.requant import RangeError
+
 FLOAT64_EXACT = 2 ** 53
 
 
@@ -83,6 +85,9 @@ def window_max(x, op) -> np.ndarray:
     out_hw = op.output_shape([x.shape])[2:]
     xt = _pad_window(torch.from_numpy(np.asarray(x, np.float64)), op, out_hw, float("-inf"))
     y = F.max_pool2d(xt, op.kernel, op.stride)[:, :, :out_hw[0], :out_hw[1]]
+    if y.numel() and bool(torch.isneginf(y).any()):
+        raise RangeError(f"max pool {op.kernel} with padding {op.padding} has a window that "
+                         f"holds only padding")
     return y.numpy().astype(np.int64)
 
 

@@ -1,0 +1,79 @@
+"""Requantize + finish on torch tensors, in blocks: the fast path's post-processing.
+
+`Epilogue(layer, rq, corr, rounding)(acc, dst)` writes, for integer accumulators `acc` (rows,
+C), the stored output codes (q - offset, int8, see `fpgacnn.golden.stored`) of
+finish(requantize(acc + corr, rq)) into `dst`, exactly as `fpgacnn.golden.requant` defines them.
+
+The float32 mode (and no requantization) runs as float32 torch ops, which is exact: float32 of
+an int32 sum is the same rounding as numpy's float32 of the int64 value; clamping to the integer
+range `activation_input_range` gives before rounding changes nothing (round is monotone and
+fixes integers); a scalar activation is a lookup table built by `finish` itself over that range.
+Every other case (Q31 and shift modes, per-channel slopes, big tables) calls requantize/finish
+in numpy on the block.
+"""
+
+import numpy as np
+import torch
+
+from fpgacnn.golden import workers
+from fpgacnn.golden.requant import activation_input_range, finish, requantize
+from fpgacnn.golden.stored import offset
+from fpgacnn.quant.model import QLayer, Requant
+
+_LUT_LIMIT = 1 << 16
+
+
+class Epilogue:
+    """Caller's promise: |acc + corr| < 2**31 (int32 exact) for every value it passes."""
+
+    def __init__(self, layer: QLayer, rq: Requant | None, corr, rounding: str):
+        self.layer, self.rq, self.rounding = layer, rq, rounding
+        self.corr_np = np.atleast_1d(np.asarray(corr, np.int64))
+        self.corr = torch.from_numpy(self.corr_np.astype(np.int32))
+        self.corr_float = self.corr.to(torch.float32)
+        self.out_offset = offset(layer.output)
+        self.lut = None
+        self.fast = self._float_exact()
+        if self.fast:
+            self.low, self.high = (float(v) for v in activation_input_range(layer, ndim=1))
+            self.mult = None if rq is None else torch.from_numpy(rq.multiplier)
+            if layer.act_multiplier is not None:
+                values = np.arange(int(self.low), int(self.high) + 1, dtype=np.int64)
+                codes = finish(values, layer, rounding=rounding) - self.out_offset
+                self.lut = torch.from_numpy(codes.astype(np.int8))
+
+    def _float_exact(self) -> bool:
+        rq, layer = self.rq, self.layer
+        if rq is not None and (rq.mode != "float32" or not np.isfinite(rq.multiplier).all()):
+            return False
+        if layer.act_multiplier is None:
+            return True
+        if np.asarray(layer.act_multiplier).size != 1:
+            return False
+        low, high = activation_input_range(layer, ndim=1)
+        return int(high) - int(low) < _LUT_LIMIT
+
+    def __call__(self, acc: torch.Tensor, dst: torch.Tensor) -> None:
+        if not self.fast:
+            return self._definition(acc, dst)
+        scaled = workers.scratch("scaled", acc.numel(), torch.float32).view(acc.shape)
+        if acc.dtype == torch.int32:
+            scaled.copy_(acc.add_(self.corr))     # one rounding, of the exact int32 sum
+        else:                                     # 8-bit codes: every sum is a small integer
+            scaled.copy_(acc).add_(self.corr_float)
+        if self.mult is not None:
+            scaled.mul_(self.mult)
+        scaled.clamp_(self.low, self.high).round_()
+        if self.lut is None:
+            dst.copy_(scaled.add_(self.layer.output.zero_point - self.out_offset))
+            return
+        index = workers.scratch("index", acc.numel(), torch.int32).view(acc.shape)
+        index.copy_(scaled.sub_(self.low))
+        dst.copy_(self.lut[index])
+
+    def _definition(self, acc: torch.Tensor, dst: torch.Tensor) -> None:
+        y = acc.numpy().astype(np.int64) + self.corr_np
+        if self.rq is not None:
+            y = requantize(y, self.rq, axis=1)
+        codes = finish(y, self.layer, axis=1, rounding=self.rounding) - self.out_offset
+        dst.copy_(torch.from_numpy(codes.astype(np.int8)))

@@ -1,0 +1,220 @@
+"""The fast path: layers whose tensors all fit 8 bits, run on stored int8 torch tensors.
+
+Each kernel computes exactly what its counterpart in `fpgacnn.golden.ops` defines, without
+widening whole tensors to int64: convolutions and linear layers as int8 GEMMs whose int32
+accumulators are requantized block by block (`Epilogue`), max pools as element-wise maxima of
+strided views, concat/upsample/flatten/standalone activations as copies or epilogues.
+`kernel_for` returns None where a layer falls outside what is proven exact here (wider
+formats, groups, weights outside int8, accumulators that could leave int32, windows made only
+of padding...); the executor then runs the numpy definition.
+"""
+
+import numpy as np
+import torch
+
+from fpgacnn.golden import int8_gemm, workers
+from fpgacnn.golden.epilogue import Epilogue
+from fpgacnn.golden.ops import run_layer
+from fpgacnn.golden.stored import from_nhwc, nhwc, offset, storable
+from fpgacnn.ir import ops
+from fpgacnn.quant.model import QLayer, TensorFormat
+
+_INT32_LIMIT = 1 << 31
+_ROWS_ELEMENTS = 1 << 18         # elements per epilogue block of an element-wise layer
+
+
+def _correction(layer: QLayer, fin: TensorFormat, wm: int8_gemm.WeightMatrix) -> np.ndarray:
+    """Per output channel: bias + (offset - zp) * sum(w), added to the int8 GEMM's sums."""
+    corr = (offset(fin) - fin.zero_point) * wm.sums
+    return corr if layer.bias is None else corr + np.asarray(layer.bias, np.int64)
+
+
+def _gemm_fits(layer: QLayer, fin: TensorFormat) -> bool:
+    w = layer.weight
+    terms = int(np.prod(w.shape[1:]))
+    if int8_gemm.weight_peak(w) > 127 or not int8_gemm.usable(fin.bits, 8, terms):
+        return False
+    corr = _correction(layer, fin, int8_gemm.weight_matrix(w))
+    peak = max(int(corr.max()), -int(corr.min())) if corr.size else 0
+    return terms * 128 * 127 + peak < _INT32_LIMIT
+
+
+def conv_or_linear(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+    x, fin = xs[0], fmts[0]
+    wm = int8_gemm.weight_matrix(layer.weight)
+    epilogue = Epilogue(layer, layer.requant, _correction(layer, fin, wm), rounding)
+    outputs = layer.weight.shape[0]
+    if isinstance(layer.op, ops.Linear):     # few rows: collect the blocks, then requantize
+        out = torch.empty((x.shape[0], outputs), dtype=torch.int8)
+        epilogue(int8_gemm.linear_int32(x, wm, outputs), out)
+    else:
+        n, _, oh, ow = layer.op.output_shape([tuple(x.shape)])
+        out = torch.empty((n, oh, ow, outputs), dtype=torch.int8)
+        flat = out.view(-1, outputs)
+        int8_gemm.conv_blocks(nhwc(x), fin.zero_point - offset(fin), wm, layer.op, outputs,
+                              lambda acc, first: epilogue(acc, flat[first:first + acc.shape[0]]))
+    return out if out.ndim == 2 else from_nhwc(out)
+
+
+def _covered(size, kernel, stride, before, out) -> bool:
+    """Does every pooling window along one axis hold at least one element of the input?"""
+    return kernel > before and (out - 1) * stride - before < size
+
+
+def _max_pool_fits(layer: QLayer, shape) -> bool:
+    op = layer.op
+    _, _, oh, ow = op.output_shape([shape])
+    t, l = op.padding[:2]
+    return (_covered(shape[2], op.kernel[0], op.stride[0], t, oh) and
+            _covered(shape[3], op.kernel[1], op.stride[1], l, ow))
+
+
+def max_pool(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+    """Max of strided views; padding holds -128, below or equal to every stored code, and
+    every window holds a real value (checked), so padding never wins."""
+    op, x = layer.op, xs[0]
+    n, c, oh, ow = op.output_shape([tuple(x.shape)])
+    (kh, kw), (sh, sw) = op.kernel, op.stride
+    t, l, b, r = op.padding
+    h, w = x.shape[2:]
+    b = max(b, (oh - 1) * sh + kh - h - t)
+    r = max(r, (ow - 1) * sw + kw - w - l)
+    xp = int8_gemm.padded(nhwc(x), (t, l, b, r), -128)
+    out = torch.empty((n, oh, ow, c), dtype=torch.int8)
+
+    def rows(first):
+        last = min(first + step, oh)
+        dst = out[:, first:last]
+        for u in range(kh):
+            top = first * sh + u
+            band = xp[:, top:top + sh * (last - first - 1) + 1:sh]
+            for v in range(kw):
+                tap = band[:, :, v:v + sw * (ow - 1) + 1:sw]
+                if u == v == 0:
+                    dst.copy_(tap)
+                else:
+                    torch.maximum(dst, tap, out=dst)
+    step = max(1, -(-oh // workers.thread_count()))
+    workers.for_each(rows, range(0, oh, step))
+    return from_nhwc(out)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """A stored tensor as (positions, channels): NHWC rows for 4-D, itself for 2-D."""
+    return nhwc(t).reshape(-1, t.shape[1]) if t.ndim == 4 else t
+
+
+def _is_identity(layer: QLayer, fin: TensorFormat, rq=None) -> bool:
+    out = layer.output
+    return (rq is None and layer.act_multiplier is None and
+            getattr(layer, "act_slope", None) is None and out.zero_point == fin.zero_point and
+            offset(out) == offset(fin) and layer.out_lo <= fin.lo and layer.out_hi >= fin.hi)
+
+
+def _every_code(fin: TensorFormat, channels: int) -> np.ndarray:
+    """(256, channels, 1, 1): the code of each stored value -128..127 (clipped into fin)."""
+    codes = np.clip(np.arange(-128, 128) + offset(fin), fin.lo, fin.hi)
+    return np.repeat(codes.reshape(256, 1, 1, 1), channels, axis=1)
+
+
+def _table(outputs: np.ndarray, layer: QLayer) -> torch.Tensor:
+    """(256, C, ...) output codes of the definition -> (256, C) stored codes (int8)."""
+    codes = outputs.reshape(256, outputs.shape[1], -1)[:, :, 0] - offset(layer.output)
+    return torch.from_numpy(np.ascontiguousarray(codes, np.int8))
+
+
+def _look_up(table: torch.Tensor, src_rows: torch.Tensor, dst_rows: torch.Tensor) -> None:
+    """dst[m, c] = table[src[m, c] + 128, c] (one column shared when all columns agree),
+    block by block on the workers."""
+    channels = table.shape[1]
+    shared = bool((table == table[:, :1]).all())
+    flat = table[:, 0].contiguous() if shared else table.reshape(-1)
+    base = torch.full((channels,), 128, dtype=torch.int32)
+    if not shared:
+        base = base * channels + torch.arange(channels, dtype=torch.int32)
+    step = max(1, _ROWS_ELEMENTS // max(1, src_rows.shape[1]))
+
+    def block(start):
+        src = src_rows[start:start + step]
+        index = workers.scratch("index", src.numel(), torch.int32).view(src.shape)
+        index.copy_(src)
+        if not shared:
+            index.mul_(channels)
+        index.add_(base)
+        dst_rows[start:start + step] = torch.index_select(flat, 0, index.view(-1)).view(src.shape)
+    workers.for_each(block, range(0, src_rows.shape[0], step))
+
+
+def _apply_table(table, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    out = torch.empty_like(x) if out is None else out
+    _look_up(table, _rows(x), _rows(out))
+    return out
+
+
+def _upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    wide = nhwc(x)[:, :, None, :, None, :].expand(n, h, scale, w, scale, c)
+    return from_nhwc(wide.reshape(n, h * scale, w * scale, c))
+
+
+def elementwise(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+    """Activations, upsample, flatten: a table of the definition's output for every code."""
+    x = xs[0]
+    if isinstance(layer.op, ops.Upsample):
+        x = _upsample(x, layer.op.scale)
+    elif isinstance(layer.op, ops.Flatten):
+        x = x.reshape(x.shape[0], -1)
+    rq = layer.input_requants[0] if layer.input_requants else None
+    if _is_identity(layer, fmts[0], rq):
+        return x
+    channels = 1 if isinstance(layer.op, ops.Flatten) else x.shape[1]
+    table = _table(run_layer(layer, [_every_code(fmts[0], channels)], fmts[:1], rounding),
+                   layer)
+    return _apply_table(table, x)
+
+
+def concat(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+    """Each input requantized to the output format straight into its channel range."""
+    n, _, *space = xs[0].shape
+    total = sum(x.shape[1] for x in xs)
+    table = _table(run_layer(layer, [_every_code(f, x.shape[1]) for x, f in zip(xs, fmts)],
+                             fmts, rounding), layer)
+    out = torch.empty((n, *space, total), dtype=torch.int8)
+    rows = out.view(-1, total)
+    first = 0
+    for x, fin, rq in zip(xs, fmts, layer.input_requants or (None,) * len(xs)):
+        c = x.shape[1]
+        if _is_identity(layer, fin, rq):
+            rows[:, first:first + c] = _rows(x)
+        else:
+            _look_up(table[:, first:first + c], _rows(x), rows[:, first:first + c])
+        first += c
+    return from_nhwc(out) if out.ndim == 4 else out
+
+
+def _applies(layer: QLayer, fmts, shapes) -> bool:
+    op = layer.op
+    if isinstance(op, (ops.Conv2d, ops.Linear)):
+        groups = op.groups if isinstance(op, ops.Conv2d) else 1
+        return groups == 1 and layer.requant is not None and _gemm_fits(layer, fmts[0])
+    if isinstance(op, ops.MaxPool):
+        return _is_identity(layer, fmts[0]) and _max_pool_fits(layer, shapes[0])
+    if isinstance(op, ops.Flatten):
+        return len(shapes[0]) == 2 or _is_identity(layer, fmts[0], *layer.input_requants[:1])
+    if isinstance(op, ops.Concat):
+        return op.axis == 1 and len(shapes[0]) in (2, 4)
+    return True
+
+
+KERNELS = {ops.Conv2d: conv_or_linear, ops.Linear: conv_or_linear, ops.MaxPool: max_pool,
+           ops.ReLU: elementwise, ops.LeakyReLU: elementwise, ops.PReLU: elementwise,
+           ops.Clip: elementwise, ops.Upsample: elementwise, ops.Flatten: elementwise,
+           ops.Concat: concat}
+
+
+def kernel_for(layer: QLayer, fmts, shapes):
+    """The fast kernel of `layer` (input formats `fmts`, shapes `shapes`) or None."""
+    kernel = KERNELS.get(type(layer.op))
+    if kernel is None or not storable(layer.output) or not all(map(storable, fmts)):
+        return None
+    return kernel if _applies(layer, fmts, shapes) else None

@@ -1,0 +1,171 @@
+"""The fast 8-bit path (fpgacnn.golden.fast) against the numpy definition (fpgacnn.golden.ops).
+
+Random small networks in every requantization mode and rounding, with convolutions (strides,
+dilations, asymmetric padding, 1-16+ channels), linear layers, max pools (padding, ceil mode,
+Darknet's stride-1 pool), concat with requantized inputs, upsample, flatten and standalone
+activations: `golden.run` must give the same integers with and without the fast path. The
+definition itself is held to PyTorch/onnxruntime/fbgemm and plain loops by the other tests.
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from fpgacnn import golden
+from fpgacnn.errors import UserError
+from fpgacnn.golden import fast, int8_gemm
+from fpgacnn.ir import ops
+from fpgacnn.quant.model import QLayer, QModel, Requant, TensorFormat
+
+MODES = ["shift", "gemmlowp", "single_round", "float32"]
+ROUNDINGS = ["half_up", "half_even", "truncate"]
+
+
+def _fmt(draw, bits=None):
+    bits = bits or draw(st.sampled_from([8, 8, 8, 4, 6]))
+    signed = draw(st.booleans())
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return TensorFormat(bits, signed, 0.1, draw(st.integers(lo, hi)))
+
+
+def _requant(draw, mode, channels, rng):
+    if mode == "shift":
+        return Requant("shift", rng.integers(1, 4, channels), rng.integers(4, 14, channels),
+                       draw(st.sampled_from(ROUNDINGS)))
+    if mode == "float32":
+        return Requant("float32", rng.uniform(1e-4, 2e-2, channels).astype(np.float32),
+                       np.zeros(channels, np.int64))
+    return Requant(mode, rng.integers(1 << 30, 1 << 31, channels), rng.integers(-14, 0, channels))
+
+
+def _activation(draw, rng, channels):
+    kind = draw(st.sampled_from([None, "relu", "leaky", "prelu"]))
+    slopes = {None: None, "relu": None, "leaky": np.array([6554]),
+              "prelu": rng.integers(-70000, 70000, channels)}[kind]
+    return kind, slopes
+
+
+def _layer(name, op, inputs, fout, draw, rng, mode, channels, weight_shape=None):
+    kind, slopes = _activation(draw, rng, channels)
+    lo = max(fout.lo, fout.zero_point) if kind == "relu" else fout.lo
+    extra = {}
+    if weight_shape is not None:
+        extra = dict(weight=rng.integers(-127, 128, weight_shape).astype(np.int8),
+                     weight_scale=np.ones(1), weight_bits=8,
+                     bias=rng.integers(-3000, 3000, channels) if draw(st.booleans()) else None)
+    return QLayer(name, op, inputs, fout, lo, fout.hi,
+                  requant=_requant(draw, mode, channels if draw(st.booleans()) else 1, rng),
+                  act_multiplier=slopes, act_shift=16, **extra)
+
+
+@st.composite
+def networks(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    mode = draw(st.sampled_from(MODES))
+    cin = draw(st.sampled_from([1, 3, 8, 16, 20]))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 3)))
+    conv = ops.Conv2d(cin, draw(st.integers(1, 12)), kernel,
+                      (draw(st.integers(1, 3)), draw(st.integers(1, 2))),
+                      tuple(draw(st.integers(0, 2)) for _ in range(4)),
+                      (draw(st.integers(1, 2)), draw(st.integers(1, 2))))
+    h = draw(st.integers(0, 9)) + conv.dilation[0] * (kernel[0] - 1) + 1
+    w = draw(st.integers(0, 9)) + conv.dilation[1] * (kernel[1] - 1) + 1
+    shape = (draw(st.integers(1, 3)), cin, h, w)
+    fin, f1 = _fmt(draw), _fmt(draw)
+    cout = conv.out_channels
+    layers = [_layer("conv", conv, ("x",), f1, draw, rng, mode, cout,
+                     (cout, cin) + kernel)]
+    _, _, oh, ow = conv.output_shape([shape])
+    size = draw(st.integers(1, 3))
+    pool = ops.MaxPool(size, draw(st.integers(1, 2)),
+                       tuple(draw(st.integers(0, size // 2)) for _ in range(4)),
+                       draw(st.booleans()))
+    try:
+        pool.output_shape([(1, cout, oh, ow)])
+        layers.append(QLayer("pool", pool, ("conv",), f1, f1.lo, f1.hi))
+        last = "pool"
+    except ValueError:
+        last = "conv"
+    f2 = _fmt(draw)
+    layers.append(QLayer("act", ops.LeakyReLU(0.1), (last,), f2, f2.lo, f2.hi,
+                         input_requants=(_requant(draw, mode, 1, rng),),
+                         act_multiplier=np.array([draw(st.integers(-9000, 9000))]),
+                         act_shift=16))
+    layers.append(QLayer("up", ops.Upsample(2), ("act",), f2, f2.lo, f2.hi))
+    f3 = _fmt(draw)
+    cat = ops.Concat(1)
+    layers.append(QLayer("cat", cat, ("up", "up"), f3, f3.lo, f3.hi,
+                         input_requants=(None if f3 == f2 else _requant(draw, mode, 1, rng),
+                                         _requant(draw, mode, 1, rng))))
+    layers.append(QLayer("flat", ops.Flatten(), ("cat",), f3, f3.lo, f3.hi))
+    qm = QModel("t", "affine", mode, draw(st.sampled_from(ROUNDINGS)), 32, {"x": shape},
+                {"x": fin}, layers, ["flat"])
+    features = qm.shapes["flat"][1]
+    outputs = draw(st.integers(1, 20))
+    fc = _layer("fc", ops.Linear(features, outputs), ("flat",), _fmt(draw, 8), draw, rng, mode,
+                outputs, (outputs, features))
+    qm = QModel("t", "affine", mode, qm.rounding, 32, {"x": shape}, {"x": fin},
+                layers + [fc], ["fc", "pool" if last == "pool" else "conv"])
+    return qm, rng.integers(fin.lo, fin.hi + 1, shape)
+
+
+@given(networks())
+@settings(max_examples=120, deadline=None)
+def test_fast_path_equals_the_definition(case):
+    qm, x = case
+    got = golden.run(qm, x, keep=True)
+    expected = golden.run(qm, x, keep=True, fast_path=False)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert got[name].dtype == np.int64
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_fast_path_is_taken_for_8_bit_layers_and_refused_outside_its_proof():
+    fin = TensorFormat(8, False, 0.1, 3)
+    conv = QLayer("c", ops.Conv2d(4, 2, 3), ("x",), fin, 0, 255,
+                  weight=np.ones((2, 4, 3, 3), np.int8), weight_scale=np.ones(1),
+                  weight_bits=8, requant=Requant("float32", [0.01], [0]))
+    shape = [(1, 4, 5, 5)]
+    assert fast.kernel_for(conv, [fin], shape) is fast.conv_or_linear
+    wide = TensorFormat(9, False, 0.1, 3)
+    assert fast.kernel_for(conv, [wide], shape) is None
+    big_bias = QLayer("c", conv.op, ("x",), fin, 0, 255, weight=conv.weight,
+                      weight_scale=np.ones(1), weight_bits=8, bias=np.array([2**31 - 10, 0]),
+                      requant=conv.requant)
+    assert fast.kernel_for(big_bias, [fin], shape) is None      # int32 sum could overflow
+    wide_w = QLayer("c", conv.op, ("x",), fin, 0, 255, weight=np.full((2, 4, 3, 3), 200),
+                    weight_scale=np.ones(1), weight_bits=9, requant=conv.requant)
+    assert fast.kernel_for(wide_w, [fin], shape) is None
+    all_pad = QLayer("p", ops.MaxPool(2, 2, (0, 0, 2, 2)), ("x",), fin, 0, 255)
+    assert fast.kernel_for(all_pad, [fin], [(1, 1, 2, 2)]) is None  # a window of padding only
+    qm = QModel("t", "affine", "float32", "half_up", 32, {"x": (1, 1, 2, 2)}, {"x": fin},
+                [all_pad], ["p"])
+    with pytest.raises(UserError, match="layer 'p'.*only padding"):
+        golden.run(qm, np.zeros((1, 1, 2, 2), np.int64))
+
+
+@pytest.mark.parametrize("bias", [2**31 - 10, -2**31 + 10])
+def test_big_bias_falls_back_and_stays_exact(bias):
+    fin = TensorFormat(8, False, 0.1, 255)
+    w = np.full((1, 16, 3, 3), 127, np.int8)
+    layer = QLayer("c", ops.Conv2d(16, 1, 3), ("x",), TensorFormat(8, True, 1.0, 0), -128, 127,
+                   weight=w, weight_scale=np.ones(1), weight_bits=8, bias=np.array([bias]),
+                   requant=Requant("shift", [1], [24], "half_even"))
+    x = np.zeros((1, 16, 3, 3), np.int64)
+    qm = QModel("t", "pow2", "shift", "half_up", 64, {"x": x.shape}, {"x": fin}, [layer], ["c"])
+    acc = bias + 16 * 9 * (0 - 255) * 127
+    expected = min(127, max(-128, round(acc / 2**24)))
+    assert golden.run(qm, x)["c"].item() == expected
+
+
+def test_weight_matrix_is_cached_per_array_and_sums_are_exact():
+    w = np.random.default_rng(0).integers(-127, 128, (5, 3, 2, 2)).astype(np.int8)
+    wm = int8_gemm.weight_matrix(w)
+    assert int8_gemm.weight_matrix(w) is wm
+    np.testing.assert_array_equal(wm.sums, w.reshape(5, -1).astype(np.int64).sum(axis=1))
+    assert wm.peak == np.abs(w.astype(np.int64)).max()
+    dense = torch.zeros(wm.matrix.shape, dtype=torch.int64)
+    dense[:12, :5] = torch.from_numpy(w.transpose(0, 2, 3, 1).reshape(5, 12).T.copy())
+    assert torch.equal(wm.matrix.to(torch.int64), dense)
