@@ -1,10 +1,12 @@
 """Quantization-aware training: fake-quant PyTorch modules whose forward pass IS the golden model.
 
 Each layer's forward value is computed by the golden integer kernel (`fpgacnn.golden.ops`) from
-the current integer weights, so it equals the golden model bit for bit; gradients flow through
-a float surrogate (the same layer on dequantized values, weights rounded with a straight-through
-estimator): value = surrogate + (exact - surrogate).detach(). Scales, zero points and
-requantization parameters stay those of the post-training model; weights and biases train.
+the current integer weights, so it equals the golden model bit for bit, for every op the golden
+model has. Gradients flow through a float surrogate: conv and linear on dequantized values with
+weights rounded by a straight-through estimator, every other op as its float op
+(`ir.reference`) on the dequantized inputs; value = exact + (surrogate - surrogate.detach()).
+Scales, zero points and requantization parameters stay those of the post-training model;
+weights and biases train.
 
     >>> qat_model = QATModel(ptq_qmodel)             # from fpgacnn.quant.quantize
     >>> train_qat(qat_model, x_train, y_train, epochs=8)
@@ -20,12 +22,11 @@ from torch import nn
 from tqdm import tqdm
 
 from fpgacnn.errors import UserError
-from fpgacnn.golden.ops import run_layer
-from fpgacnn.ir import ops
+from fpgacnn.golden.ops import KERNELS, run_layer
+from fpgacnn.ir import Node, ops
+from fpgacnn.ir.reference import run_node
 from fpgacnn.quant.model import QLayer, QModel
 from fpgacnn.quant.schemes import weight_dtype
-
-SUPPORTED = (ops.Conv2d, ops.Linear, ops.MaxPool, ops.Flatten, ops.ReLU)
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -82,9 +83,9 @@ class QATModel(nn.Module):
         self.qmodel = qmodel
         self.fake = nn.ModuleDict()
         for layer in qmodel.layers:
-            if not isinstance(layer.op, SUPPORTED):
-                raise UserError(f"layer {layer.name!r}: QAT supports Conv2d, Linear, MaxPool, "
-                                f"Flatten and ReLU, not {layer.kind}")
+            if type(layer.op) not in KERNELS:
+                raise UserError(f"layer {layer.name!r}: op {layer.kind} has no golden kernel "
+                                f"to train through")
             if layer.weight is not None:
                 node = qmodel.float_graph.node(layer.name)
                 self.fake[_key(layer.name)] = FakeQuantLayer(layer, node.params["weight"],
@@ -101,23 +102,22 @@ class QATModel(nn.Module):
         fmts = [self.qmodel.format_of(t) for t in layer.inputs]
         fake = self.fake[_key(layer.name)] if _key(layer.name) in self.fake else None
         frozen = fake.frozen(fmts[0].scale) if fake is not None else layer
-        exact = run_layer(frozen, [x.detach().numpy().astype(np.int64) for x in xs], fmts,
-                          self.qmodel.rounding)
+        codes = [np.rint(x.detach().numpy()).astype(np.int64) for x in xs]
+        exact = run_layer(frozen, codes, fmts, self.qmodel.rounding)
         exact = torch.from_numpy(exact.astype(np.float64))
-        surrogate = self._surrogate(layer, fake, xs[0], fmts[0])
-        return surrogate + (exact - surrogate).detach()
+        surrogate = self._surrogate(layer, fake, xs, fmts)
+        return exact + (surrogate - surrogate.detach())
 
-    def _surrogate(self, layer, fake, x, fin):
-        op, fout = layer.op, layer.output
-        if isinstance(op, ops.MaxPool):
-            t, l, b, r = op.padding
-            x = F.pad(x, (l, r, t, b), value=float(fin.lo))
-            return F.max_pool2d(x, op.kernel, op.stride, ceil_mode=op.ceil_mode)
-        if isinstance(op, ops.Flatten):
-            return x.reshape(x.shape[0], -1)
-        if isinstance(op, ops.ReLU):
-            return torch.clamp(x, layer.out_lo, layer.out_hi)
-        real = fake.surrogate((x - fin.zero_point) * fin.scale, fin.scale)
+    def _surrogate(self, layer, fake, xs, fmts):
+        """The layer in float on dequantized inputs, as output codes (not rounded)."""
+        reals = [(x - f.zero_point) * f.scale for x, f in zip(xs, fmts)]
+        if fake is not None:
+            real = fake.surrogate(reals[0], fmts[0].scale)
+        else:
+            node = self.qmodel.float_graph.node(layer.name)
+            params = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in node.params.items()}
+            real = run_node(Node(layer.name, layer.op, layer.inputs), reals, params)
+        fout = layer.output
         return torch.clamp(real / fout.scale + fout.zero_point, layer.out_lo, layer.out_hi)
 
     def logits(self, x_codes: torch.Tensor) -> torch.Tensor:
