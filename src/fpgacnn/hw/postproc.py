@@ -14,7 +14,7 @@ Per channel it does exactly what `fpgacnn.golden.requant` does (docs/numerics.md
 Five register stages; no back-pressure (one result per input, `LATENCY` cycles later).
 """
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,15 +32,20 @@ def clamp(value, lo, hi):
 
 
 def shift_round(x, amount, rounding):
-    """x / 2**amount rounded (golden.arith.shift_round) for an unsigned `amount` signal."""
+    """x / 2**amount rounded (golden.arith.shift_round) for an unsigned `amount` < len(x).
+
+    The floor goes up by one on the guard bit (the highest bit shifted out) when rounding half
+    up, and on the guard bit with a sticky bit below it or an odd floor when rounding half to
+    even: one barrel shifter, not two.
+    """
     floor = x >> amount
+    guard = Cat(Const(0, 1), x).bit_select(amount, 1)
     mask = (Const(1, 1) << amount) - 1
     half = (Const(1, 1) << amount) >> 1
     remainder = (x.as_unsigned() & mask)[:len(mask)]
-    up = (remainder > half) | ((remainder == half) & (amount != 0) & floor[0])
-    half_up = (x + half) >> amount
-    return Mux(rounding == _TRUNCATE, floor,
-               Mux(rounding == _HALF_EVEN, floor + up, half_up))
+    sticky = (remainder & (half - 1)) != 0
+    up = Mux(rounding == _HALF_EVEN, guard & (sticky | floor[0]), guard)
+    return floor + Mux(rounding == _TRUNCATE, 0, up)
 
 
 def rounding_divide_by_pot(x, exponent):
@@ -143,14 +148,14 @@ class PostProcessor(wiring.Component):
         # stage 3: the rounding shift of the requantization
         y = reg(signed(len(product)), "requantized")
         slope3 = reg(signed(18), "slope_3")
+        # (single round: the product over 2**(31 - shift), rounded half up)
         quotient = Mux(both_min, INT32_MAX, srdhm_quotient(product))
-        single_total = (31 - shift2)[:6]
-        single = (product + ((Const(1, 1) << single_total) >> 1)) >> single_total
+        single = self.mode == _SINGLE
+        amount = Mux(single, (31 - shift2)[:6], shift2[:6])
+        rounding = Mux(single, _HALF_UP, self.rq_rounding)
         m.d.sync += slope3.eq(slope2)
-        m.d.sync += y.eq(Mux(self.mode == _SHIFT,
-                             shift_round(product, shift2[:6], self.rq_rounding),
-                             Mux(self.mode == _GEMMLOWP,
-                                 rounding_divide_by_pot(quotient, right2), single)))
+        m.d.sync += y.eq(Mux(self.mode == _GEMMLOWP, rounding_divide_by_pot(quotient, right2),
+                             shift_round(product, amount, rounding)))
         # stage 4: the activation slope product
         scaled = reg(signed(len(y) + 18), "scaled")
         y2 = reg(signed(len(y)), "requantized_d")
