@@ -1,13 +1,15 @@
 """PostProcessor against the golden model's requantize/finish (fpgacnn.golden.requant)."""
 
 import numpy as np
+from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 from hypothesis import Phase, given, settings, strategies as st
 
 from fpgacnn.config import HardwareConfig
+from fpgacnn.golden import arith
 from fpgacnn.golden.arith import ROUNDINGS
 from fpgacnn.golden.requant import finish, requantize
-from fpgacnn.hw.postproc import LATENCY, PostProcessor
+from fpgacnn.hw.postproc import LATENCY, PostProcessor, shift_round
 from fpgacnn.hw.program import MODES
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import QLayer, Requant, TensorFormat
@@ -122,3 +124,29 @@ def test_postproc_known_values():
                  act_shift=0, out_zero=0, lo=-128, hi=127)
         got = simulate([[1000] * Q], [0] * Q, [1] * Q, [4] * Q, [0] * Q, ctrl_of(c))
         assert got.tolist() == [[expected] * Q]
+
+
+def test_shift_round_equals_golden_on_every_8_bit_input():
+    """The guard/sticky rounding against golden.arith.shift_round, exhaustively on 8 bits."""
+    x, amount, rounding = Signal(signed(8)), Signal(3), Signal(2)
+    y = Signal(signed(9))
+    m = Module()
+    m.d.comb += y.eq(shift_round(x, amount, rounding))
+    values = np.arange(-128, 128)
+    got = []
+
+    async def bench(ctx):
+        for r in range(len(ROUNDINGS)):
+            for a in range(8):
+                ctx.set(rounding, r)
+                ctx.set(amount, a)
+                for v in values:
+                    ctx.set(x, int(v))
+                    got.append(ctx.get(y))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    want = [int(w) for r in ROUNDINGS for a in range(8)
+            for w in arith.shift_round(values, a, r)]
+    assert got == want
