@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from fpgacnn.config import HardwareConfig
 from fpgacnn.hw.program import input_buffer_words, weight_buffer_words
+from fpgacnn.hw.writer import STAGED_BITS
 
 # yosys (memory_libmap) and Vivado put these memories in block RAM however small they are,
 # as the planner counts them; left alone, yosys takes LUT RAM for shallow ones
@@ -87,5 +88,5 @@ def weight_buffer(config: HardwareConfig) -> PingPongBuffer:
 
 
 def staging_buffer(config: HardwareConfig) -> PingPongBuffer:
-    """Finished outputs of one tile (Q values of 18 bits per pixel) waiting for the writer."""
-    return PingPongBuffer(config.tm * 18, config.tr * config.tc)
+    """Finished outputs of one tile (Q values of STAGED_BITS per pixel) waiting for the writer."""
+    return PingPongBuffer(config.tm * STAGED_BITS, config.tr * config.tc)
