@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from fpgacnn.golden import workers
 
 INT32_SAFE_TERMS = (1 << 31) // (128 * 128)
-BLOCK_BYTES = 1 << 21          # im2col bytes per block: about one core's L2
+BLOCK_BYTES = 1 << 21          # working set of a block: about one core's L2
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _weight_cache: dict[int, tuple] = {}
 
@@ -197,7 +197,8 @@ def conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: 
     ow = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
     k8 = wm.matrix.shape[0]
     n = x.shape[0]
-    rows_per_block = _split(n * oh, max(1, BLOCK_BYTES // (ow * k8)))
+    row_bytes = ow * (k8 + 8 * wm.matrix.shape[1])     # im2col, int32 sums, float32 epilogue
+    rows_per_block = _split(n * oh, max(1, BLOCK_BYTES // row_bytes))
 
     def run(block):
         first, count, r0, rows = block
