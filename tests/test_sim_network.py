@@ -30,7 +30,15 @@ SMALL = HardwareConfig(tm=8, tn=8, tr=8, tc=8, max_kernel=11, max_stride=4,
 
 @pytest.fixture(scope="module")
 def device():
-    return engine_device(SMALL)
+    """The accelerator (engine + vector unit) when this version has it, else the engine; an
+    engine-only program runs on either (unit 0 is the engine)."""
+    try:
+        from fpgacnn.hw.accelerator import accelerator_top
+    except ImportError:
+        return engine_device(SMALL)
+    from fpgacnn.sim.runtime import SimulatedDevice
+
+    return SimulatedDevice(accelerator_top(SMALL), SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +102,11 @@ def test_concat_by_address(device):
     assert sum(r.mismatches for r in results) == 0 and results[-1].elements == 16 * 36
 
 
-def test_sim_command_reports_every_step(device, digits, tmp_path, capsys):
+def test_sim_command_reports_every_step(device, digits, tmp_path, capsys, monkeypatch):
+    """The command on the module's simulator (building another one costs half a minute)."""
+    import fpgacnn.sim.network
+
+    monkeypatch.setattr(fpgacnn.sim.network, "program_device", lambda program, config: device)
     qmodel, x = digits
     qmodel.save(tmp_path / "digits.npz")
     SMALL.save(tmp_path / "hw.toml")
@@ -105,3 +117,122 @@ def test_sim_command_reports_every_step(device, digits, tmp_path, capsys):
     assert status == 0 and report["total_mismatches"] == 0
     assert [layer["name"] for layer in report["layers"]][-1] == "fc"
     assert report["total_cycles"] == sum(layer["cycles"] for layer in report["layers"]) > 0
+
+
+# ---- the vector unit: zoo models and seed 002's route ------------------------------------------
+
+@pytest.fixture(scope="module")
+def accelerator(device):
+    pytest.importorskip("fpgacnn.hw.accelerator")
+    return device
+
+
+@pytest.fixture(scope="module")
+def yolo():
+    graph = zoo.load("yolov3-tiny", (1, 3, 32, 32))
+    calib = np.random.default_rng(8).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    return quantize(graph, calib, QuantConfig(bits=8))
+
+
+def route_of(yolo):
+    """Seed 002's route at its real size: layer 18's 13x13x128 output upsampled to 26x26,
+    joined with layer 8's 26x26x256 output; the two inputs have different scales."""
+    names = ("layer19_upsample", "layer20_route")
+    inputs = {"layer18_conv": (1, 128, 13, 13), "layer8_conv": (1, 256, 26, 26)}
+    return dataclasses.replace(
+        yolo, name="route", input_shapes=inputs,
+        input_formats={t: yolo.format_of(t) for t in inputs},
+        layers=tuple(yolo.layer(n) for n in names), outputs=("layer20_route",))
+
+
+def test_seed_002_route_gives_the_golden_concat(accelerator, yolo):
+    """The upsampled input is requantized into its slice by the vector unit; layer 8, which
+    has the concat's format, is stored in its slice (here as the graph input)."""
+    route = route_of(yolo)
+    cat = route.layer("layer20_route")
+    assert route.format_of(cat.inputs[0]).scale != route.format_of(cat.inputs[1]).scale
+    assert cat.input_requants[0] is not None and route.format_of(cat.inputs[1]) == cat.output
+    rng = np.random.default_rng(2)
+    x = {t: rng.integers(fmt.lo, fmt.hi + 1, (1,) + route.input_shapes[t][1:])
+         for t, fmt in route.input_formats.items()}
+    program = compile_network(route, SMALL)
+    assert [(s.unit, s.name) for s in program.steps] == [
+        ("vector", "layer19_upsample"), ("vector", "layer20_route.in0")]
+    outputs, _ = run_program(program, accelerator, x)
+    want = golden.run(route, x)["layer20_route"]
+    assert want.shape == (1, 384, 26, 26)
+    np.testing.assert_array_equal(outputs["layer20_route"], want)
+
+
+def narrowed(module, factor):
+    """`module` with every conv, batch norm, PReLU and FC layer `factor` times narrower (an RGB input
+    stays 3 channels): the same module definitions at a width CI can simulate in seconds."""
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                cin = child.in_channels if child.in_channels == 3 else child.in_channels // factor
+                setattr(parent, name, nn.Conv2d(cin, child.out_channels // factor,
+                                                child.kernel_size, child.stride, child.padding,
+                                                bias=child.bias is not None))
+            elif isinstance(child, nn.BatchNorm2d):
+                setattr(parent, name, nn.BatchNorm2d(child.num_features // factor))
+            elif isinstance(child, nn.PReLU) and child.num_parameters > 1:
+                setattr(parent, name, nn.PReLU(child.num_parameters // factor))
+            elif isinstance(child, nn.Linear):
+                setattr(parent, name, nn.Linear(child.in_features // factor,
+                                                child.out_features // factor))
+    return module
+
+
+def torch_zoo_model(name, shape, factor):
+    """zoo:NAME's module (seeded as the zoo seeds it), `factor` times narrower, as a graph."""
+    from fpgacnn.zoo.adaptive import adaptive_pool_inputs, fix_adaptive_pools
+    from fpgacnn.zoo.init import calibrate_batchnorm, seed_weights
+
+    entry = zoo.MODELS[name]
+    with torch.device("meta"):
+        module = narrowed(entry.build(), factor).eval()
+    sizes = adaptive_pool_inputs(module, shape)
+    module = seed_weights(module.to_empty(device="cpu"), entry.seed)
+    module = calibrate_batchnorm(module, (4,) + shape[1:], entry.seed).eval()
+    fix_adaptive_pools(module, sizes, name)
+    return from_torch(module, torch.randn(shape, generator=torch.Generator().manual_seed(1)),
+                      name=name)
+
+
+def narrow_yolo(tmp_path, shape, factor):
+    """YOLOv3-tiny's bundled cfg with `factor` times fewer filters and one class."""
+    from fpgacnn.frontends.darknet import from_darknet
+    from fpgacnn.zoo.registry import DATA
+
+    lines = []
+    for line in (DATA / "yolov3-tiny.cfg").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "filters":
+            line = "filters=18" if value.strip() == "255" else f"filters={int(value) // factor}"
+        elif key.strip() == "classes":
+            line = "classes=1"
+        lines.append(line)
+    cfg = tmp_path / "yolov3-tiny-narrow.cfg"
+    cfg.write_text("\n".join(lines) + "\n")
+    return from_darknet(cfg, None, shape)
+
+
+# (model, input shape, width divisor): full width where it simulates in seconds
+ZOO_CASES = [("mtcnn-pnet", (1, 3, 12, 12), 1), ("mtcnn-rnet", (1, 3, 24, 24), 1),
+             ("mtcnn-onet", (1, 3, 48, 48), 2), ("squeezenet1_1", (1, 3, 17, 17), 4),
+             ("alexnet", (1, 3, 63, 63), 16), ("vgg16", (1, 3, 32, 32), 16),
+             ("resnet18", (1, 3, 32, 32), 8), ("yolov3-tiny", (1, 3, 32, 32), 8)]
+
+
+@pytest.mark.parametrize("name, shape, factor", ZOO_CASES, ids=[c[0] for c in ZOO_CASES])
+def test_zoo_model_equals_the_golden_model(accelerator, tmp_path, name, shape, factor):
+    graph = narrow_yolo(tmp_path, shape, factor) if name == "yolov3-tiny" else \
+        torch_zoo_model(name, shape, factor)
+    calib = np.random.default_rng(0).standard_normal((2,) + shape[1:]).astype(np.float32)
+    qmodel = quantize(graph, calib, QuantConfig(bits=8))
+    x = golden.quantize_input(qmodel, calib[:1])
+    results = simulate(qmodel, x, SMALL, device=accelerator)
+    assert sum(r.mismatches for r in results) == 0, first_mismatch(results)
+    assert sum(r.elements for r in results) > 0 and all(
+        r.cycles > 0 for r in results if r.unit in ("engine", "vector"))

@@ -68,12 +68,13 @@ def first_difference(got, want):
 def simulate(qmodel, x_int, config, device=None, max_cycles=None, progress=None,
              program=None):
     """Run `qmodel` (compiled for `config`, or the given `program`) on the first sample of
-    `x_int`; a LayerResult per step, in order. `progress(name)` is called after each step."""
+    `x_int` (an array, or a dict by input name); a LayerResult per step, in order. `progress(name)` is called after each step."""
+    from fpgacnn.export.ddr import batch_one
     from fpgacnn.golden import run as golden_run
     from fpgacnn.hw.compiler import compile_network
     from fpgacnn.sim.network import iter_program, program_device
 
-    x_int = np.asarray(x_int)[:1]
+    x_int = batch_one(qmodel, x_int)
     program = program or compile_network(qmodel, config)
     expected = golden_run(qmodel, x_int, keep=True)
     device = device or program_device(program, config)
