@@ -40,6 +40,12 @@ def device():
     return SimulatedDevice(accelerator_top(SMALL), SMALL)
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Modules are built in the tests: their weights come from this seed."""
+    torch.manual_seed(1234)
+
+
 def quantized(module, shape, qconfig, seed=0):
     torch.manual_seed(seed)
     x = torch.randn(*shape)
@@ -134,6 +140,7 @@ def test_pooling_equals_the_golden_model(device, case, scheme):
 @given(st.data())
 def test_random_pools_equal_the_golden_model(device, data):
     """Kernels 1-5, strides 1-3, padding up to half the kernel, ceil mode, odd sizes."""
+    torch.manual_seed(data.draw(st.integers(0, 99)))
     k = data.draw(st.integers(1, 5))
     stride = data.draw(st.integers(1, 3))
     pad = data.draw(st.integers(0, k // 2))
@@ -194,23 +201,44 @@ def test_upsample_and_standalone_activations(device, scheme):
         assert np.array_equal(got, want), kind
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_random_adds_and_upsamples_equal_the_golden_model(device, data):
+    """Adds of inputs up to 8x coarser or 8x finer than each other, upsample x2 and x3."""
+    channels, h, w = (data.draw(st.integers(1, 20)), data.draw(st.integers(1, 7)),
+                      data.draw(st.integers(1, 7)))
+    scheme = SCHEMES[data.draw(st.sampled_from(sorted(SCHEMES)))]
+    seed = data.draw(st.integers(0, 99))
+    torch.manual_seed(seed)
+    if data.draw(st.booleans()):
+        gain = data.draw(st.floats(0.125, 8.0))
+        _check(device, Residual(channels, gain), (1, 3, h, w), scheme, "Add", seed)
+    else:
+        module = nn.Sequential(nn.Conv2d(3, channels, 1),
+                               nn.Upsample(scale_factor=data.draw(st.integers(2, 3))))
+        _check(device, module, (1, 3, h, w), scheme, "Upsample", seed)
+
+
 class Route(nn.Module):
     """YOLOv3-tiny's route: two branches of different scales joined on channels (seed 002)."""
 
-    def __init__(self):
+    def __init__(self, first=8, second=5, gain=9.0):
         super().__init__()
-        self.a = nn.Conv2d(3, 8, 3, padding=1)
-        self.b = nn.Conv2d(3, 5, 1)
+        self.a = nn.Conv2d(3, first, 3, padding=1)
+        self.b = nn.Conv2d(3, second, 1)
         with torch.no_grad():
-            self.b.weight *= 9.0
+            self.b.weight *= gain
 
     def forward(self, x):
         return torch.cat([self.a(x), self.b(x)], 1)
 
 
-@pytest.mark.parametrize("scheme", ["affine", "single_round", "pow2"])
-def test_concat_input_is_requantized_into_its_slice(device, scheme):
-    qmodel, x = quantized(Route(), (1, 3, 7, 9), SCHEMES[scheme])
+@pytest.mark.parametrize("scheme, first, second, gain", [
+    ("affine", 8, 5, 9.0), ("single_round", 16, 11, 0.1), ("pow2", 8, 5, 9.0),
+    ("pow2_half_up", 8, 3, 0.05)])
+def test_concat_input_is_requantized_into_its_slice(device, scheme, first, second, gain):
+    qmodel, x = quantized(Route(first, second, gain), (1, 3, 7, 9), SCHEMES[scheme])
     cat = qmodel.layers[-1]
     values, _ = _golden(qmodel, x)
     image = _Image(qmodel, fmaps={t: values[t] for t in cat.inputs})

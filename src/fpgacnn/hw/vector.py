@@ -1,7 +1,7 @@
 """The vector unit: pooling, residual add, upsample, activations and the requantizing copy of
 a concat input, L lanes (one memory word) at a time, out of DDR (docs/vector_unit.md).
 
-    walker --commands--> DMAReader --words--> pre (PostProcessor, per input) --> window reducer
+    walker --commands--> DMAReader --words--> pre (LaneRescaler, per input) --> window reducer
            --tags------> tag FIFO  --------^                (max or sum)
     --> post (PostProcessor: requantize, activate, saturate) --> lane mask --> FIFO --> DMAWriter
 
@@ -25,12 +25,13 @@ from fpgacnn.config import HardwareConfig
 from fpgacnn.hw import postproc
 from fpgacnn.hw.memport import DMAReader, DMAWriter, ReadPortSignature, WritePortSignature
 from fpgacnn.hw.program import check_config
+from fpgacnn.hw.vec_rescale import LaneRescaler
+from fpgacnn.hw.vec_rescale import LATENCY as RESCALE_LATENCY
 from fpgacnn.hw.vec_walker import TAG, WindowWalker
-from fpgacnn.hw.vector_program import (MAXPOOL, PARAM_ROWS, PRE_BITS, VECTOR_BITS,
-                                       record_bytes, vector_layout)
+from fpgacnn.hw.vector_program import MAXPOOL, PARAM_ROWS, VECTOR_BITS, record_bytes, vector_layout
 
 STATES = ("IDLE", "FETCH_CMD", "FETCH", "WRITE_CMD", "RUN", "DONE")
-PIPELINE = 2 * postproc.LATENCY + 1     # cycles from a read word to its window's result
+PIPELINE = RESCALE_LATENCY + 1 + postproc.LATENCY   # from a read word to its window's result
 DRAIN_CYCLES = PIPELINE + 3             # before a block's parameters replace the last ones
 OUT_DEPTH = 32                          # output FIFO; words are read only while it has room
                                         # for every window still in the pipeline
@@ -60,8 +61,8 @@ class VectorUnit(wiring.Component):
         sub.walker = walker = WindowWalker(cfg)
         sub.tags = tags = SyncFIFOBuffered(width=TAG.size, depth=32)
         sub.out_fifo = out_fifo = SyncFIFOBuffered(width=cfg.ddr_width_bits, depth=OUT_DEPTH)
-        lanes = replace(cfg, tm=cfg.tn)
-        sub.pre, sub.post = pre, post = postproc.PostProcessor(lanes), postproc.PostProcessor(lanes)
+        sub.pre = pre = LaneRescaler(cfg.tn)
+        sub.post = post = postproc.PostProcessor(replace(cfg, tm=cfg.tn))
         desc = Signal(vector_layout())
         m.d.comb += [walker.desc.eq(desc), self.block.eq(walker.block), self.row.eq(walker.row)]
         drain = Signal(range(DRAIN_CYCLES + 1))
@@ -169,15 +170,12 @@ class VectorUnit(wiring.Component):
             index = PARAM_ROWS.index(name) * l + lane
             return params[index * 32:(index + 1) * 32].as_signed()
 
-        for name in ("bias", "slope"):
-            for lane in range(l):
-                m.d.comb += getattr(pre, name)[lane].eq(0)
         for lane in range(l):
             bits = reader.data.payload[lane * act:(lane + 1) * act]
             value = Mux(Mux(k, desc.in_signed1, desc.in_signed0), bits.as_signed(),
                         bits.as_unsigned())
             m.d.comb += [
-                pre.acc[lane].eq(value - Mux(k, desc.in_zero1, desc.in_zero0)),
+                pre.x[lane].eq(value - Mux(k, desc.in_zero1, desc.in_zero0)),
                 pre.multiplier[lane].eq(Mux(k, row("pre_multiplier1", lane),
                                             row("pre_multiplier0", lane))),
                 pre.shift[lane].eq(Mux(k, row("pre_shift1", lane), row("pre_shift0", lane))),
@@ -185,10 +183,8 @@ class VectorUnit(wiring.Component):
                 post.multiplier[lane].eq(row("post_multiplier", lane)),
                 post.shift[lane].eq(row("post_shift", lane)),
                 post.slope[lane].eq(row("slope", lane))]
-        limit = 1 << (PRE_BITS - 1)
-        m.d.comb += [pre.valid.eq(beat), pre.pool_first.eq(1), pre.pool_last.eq(1),
-                     pre.mode.eq(desc.pre_mode), pre.rq_rounding.eq(desc.pre_rounding),
-                     pre.out_lo.eq(-limit), pre.out_hi.eq(limit - 1),
+        m.d.comb += [pre.valid.eq(beat), pre.mode.eq(desc.pre_mode),
+                     pre.rounding.eq(desc.pre_rounding),
                      post.pool_first.eq(1), post.pool_last.eq(1)]
         for name in ("act_rounding", "act", "act_shift", "out_zero", "out_lo", "out_hi"):
             m.d.comb += getattr(post, name).eq(getattr(desc, name))
@@ -199,7 +195,7 @@ class VectorUnit(wiring.Component):
     def _reduce(self, m, desc, pre, post, beat, first, last):
         """Max or sum of each window's pre-stage results, one window result per `last`."""
         flags = [Cat(first, last)]
-        for i in range(postproc.LATENCY):
+        for i in range(RESCALE_LATENCY):
             delayed = Signal(2, name=f"flags_{i + 1}")
             m.d.sync += delayed.eq(flags[-1])
             flags.append(delayed)

@@ -30,7 +30,7 @@ MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, ADD, COPY = range(len(OPS))
 ELEMENTWISE = (ops.Upsample, ops.ReLU, ops.LeakyReLU, ops.PReLU, ops.Clip)
 PARAM_ROWS = ("pre_multiplier0", "pre_shift0", "pre_multiplier1", "pre_shift1",
               "post_multiplier", "post_shift", "slope")
-PRE_BITS = 18                   # the pre stage saturates to 18 bits (PostProcessor's output)
+PRE_BITS = 32                   # the pre stage (hw.vec_rescale) saturates to int32
 PRE_LIMIT = (1 << (PRE_BITS - 1)) - 1
 IDENTITY = Requant("shift", np.array([1]), np.array([0]), "half_up")
 
@@ -131,7 +131,7 @@ def _post_requant(layer):
 
 
 def _hw_requant(layer, rq, what):
-    """`rq` as the PostProcessor runs it: shift mode folds a left shift into the multiplier."""
+    """`rq` as the hardware runs it: shift mode folds a left shift into the multiplier."""
     rq = IDENTITY if rq is None else rq
     if rq.mode not in MODES:
         raise UserError(f"layer {layer.name!r}: {what} requantization mode {rq.mode!r} is not "
@@ -223,16 +223,24 @@ def _check_windows(name, op, h, w, oh, ow):
 
 
 def _check_ranges(layer, config, formats, kernel, pre):
-    """The pre stage's 18-bit output and the 32-bit window sum must hold every value."""
+    """The pre stage's int32 output and the window sum (acc_bits) must hold every value.
+
+    A requantization rounds the exact product (x - zp) * gain, so its result lies within
+    [floor, ceil] of the extreme products.
+    """
     total = 0
     for fmt, (mode, _, mult, shift) in zip(formats, pre):
         _limit(layer.name, "input bits", fmt.bits, config.act_bits)
-        peak = max(fmt.hi - fmt.zero_point, fmt.zero_point - fmt.lo) * _gain(mode, mult, shift)
-        _limit(layer.name, "rescaled input bound", int(np.ceil(peak)) + 1, PRE_LIMIT)
-        total += peak
+        gain = _gain(mode, mult, shift)
+        high = int(np.ceil((fmt.hi - fmt.zero_point) * gain))
+        low = int(np.floor((fmt.lo - fmt.zero_point) * gain))
+        if high > PRE_LIMIT or low < -PRE_LIMIT - 1:
+            raise UserError(f"layer {layer.name!r}: input rescaled by {gain:.4g} spans "
+                            f"{low}..{high}, beyond the vector unit's {PRE_BITS}-bit pre stage "
+                            f"(the input's scale is too large against the output's)")
+        total += max(high, -low)
     terms = kernel[0] * kernel[1]
-    _limit(layer.name, "window sum bound", int(np.ceil(total * terms)) + 1,
-           (1 << (config.acc_bits - 1)) - 1)
+    _limit(layer.name, "window sum bound", total * terms, (1 << (config.acc_bits - 1)) - 1)
     _limit(layer.name, "output bits", layer.output.bits, config.act_bits)
     if layer.act_multiplier is not None:
         am = np.asarray(layer.act_multiplier, np.int64)
