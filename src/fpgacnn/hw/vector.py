@@ -15,6 +15,7 @@ the output region is one write command. `done` pulses when the last write is ack
 """
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -71,8 +72,8 @@ class VectorUnit(wiring.Component):
             & ~reader.busy
         self._control(m, desc, reader, writer, walker, fetching, idle)
         self._issue(m, reader, walker, tags, fetching)
-        params, beat, first, last, k = self._receive(m, reader, tags, out_fifo, drain, fetching)
-        self._datapath(m, desc, reader, params, beat, first, last, k, pre, post, out_fifo)
+        words = self._receive(m, reader, tags, out_fifo, drain, fetching)
+        self._datapath(m, desc, reader, words, pre, post, out_fifo)
         m.d.comb += [writer.data.payload.eq(out_fifo.r_data),
                      writer.data.valid.eq(out_fifo.r_rdy), out_fifo.r_en.eq(writer.data.ready)]
         return m
@@ -133,7 +134,9 @@ class VectorUnit(wiring.Component):
                      tags.w_data.eq(walker.cmd.payload.tag)]
 
     def _receive(self, m, reader, tags, out_fifo, drain, fetching):
-        """Words back from memory: parameter records into `params`, data words on `beat`."""
+        """Words back from memory: parameter records into `params`, data words on `beat`
+        with their window flags `first`/`last` and input `k`; `block_start` marks the end of
+        a parameter record."""
         cfg = self.config
         width = cfg.ddr_width_bits
         record_words = record_bytes(cfg) * 8 // width
@@ -158,12 +161,14 @@ class VectorUnit(wiring.Component):
             m.d.sync += drain.eq(DRAIN_CYCLES)
         with m.Elif(drain != 0):
             m.d.sync += drain.eq(drain - 1)
-        self.block_start = got & head.param & end
-        first = head.each | (head.first & (count == 0))
-        return params, beat, first, head.each | (head.last & end), head.k
+        return SimpleNamespace(params=params, beat=beat, k=head.k,
+                               first=head.each | (head.first & (count == 0)),
+                               last=head.each | (head.last & end),
+                               block_start=got & head.param & end)
 
-    def _datapath(self, m, desc, reader, params, beat, first, last, k, pre, post, out_fifo):
+    def _datapath(self, m, desc, reader, words, pre, post, out_fifo):
         cfg = self.config
+        params, k = words.params, words.k
         l, act = cfg.tn, cfg.act_bits
 
         def row(name, lane):
@@ -183,16 +188,16 @@ class VectorUnit(wiring.Component):
                 post.multiplier[lane].eq(row("post_multiplier", lane)),
                 post.shift[lane].eq(row("post_shift", lane)),
                 post.slope[lane].eq(row("slope", lane))]
-        m.d.comb += [pre.valid.eq(beat), pre.mode.eq(desc.pre_mode),
+        m.d.comb += [pre.valid.eq(words.beat), pre.mode.eq(desc.pre_mode),
                      pre.rounding.eq(desc.pre_rounding),
                      post.pool_first.eq(1), post.pool_last.eq(1)]
         for name in ("act_rounding", "act", "act_shift", "out_zero", "out_lo", "out_hi"):
             m.d.comb += getattr(post, name).eq(getattr(desc, name))
         m.d.comb += [post.mode.eq(desc.post_mode), post.rq_rounding.eq(desc.post_rounding)]
-        self._reduce(m, desc, pre, post, beat, first, last)
-        self._pack(m, desc, post, out_fifo)
+        self._reduce(m, desc, pre, post, words.first, words.last)
+        self._pack(m, desc, post, out_fifo, words.block_start)
 
-    def _reduce(self, m, desc, pre, post, beat, first, last):
+    def _reduce(self, m, desc, pre, post, first, last):
         """Max or sum of each window's pre-stage results, one window result per `last`."""
         flags = [Cat(first, last)]
         for i in range(RESCALE_LATENCY):
@@ -211,14 +216,14 @@ class VectorUnit(wiring.Component):
             m.d.comb += post.acc[lane].eq(total)
         m.d.sync += post.valid.eq(pre.out_valid & last_d)
 
-    def _pack(self, m, desc, post, out_fifo):
+    def _pack(self, m, desc, post, out_fifo, block_start):
         """Finished words into the output FIFO; lanes beyond the real channels are 0."""
         l, act = self.config.tn, self.config.act_bits
         base = Signal(14)
         seen = Signal()
         with m.If(self.start):
             m.d.sync += seen.eq(0)
-        with m.If(self.block_start):
+        with m.If(block_start):
             m.d.sync += [seen.eq(1), base.eq(Mux(seen, base + l, 0))]
         lanes = [Mux(base + lane < desc.channels, post.out[lane][:act], 0) for lane in range(l)]
         m.d.comb += [out_fifo.w_en.eq(post.out_valid), out_fifo.w_data.eq(Cat(*lanes))]
