@@ -205,3 +205,20 @@ def test_compile_command_refuses_without_writing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert status == 2 and "layer '0'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_darknet_pools_with_unread_padding_are_fused():
+    """YOLOv3-tiny's 2x2/2 pools pad bottom/right by one, which an even map never reads; the
+    size-2 stride-1 pool (layer 11) is not a 2x2/2 pool and stays on the vector unit."""
+    graph = zoo.load("yolov3-tiny", (1, 3, 32, 32))
+    qmodel = quantize(graph, np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+                      .astype(np.float32), QuantConfig(bits=8))
+    assert qmodel.layer("layer1_maxpool").op.padding == (0, 0, 1, 1)
+    steps = [(s.unit, s.layers) for s in plan_steps(qmodel, SMALL)]
+    assert ("engine", ("layer0_conv", "layer1_maxpool")) in steps
+    assert ("vector", ("layer11_maxpool",)) in steps
+    x = golden.quantize_input(qmodel, np.random.default_rng(1).standard_normal((1, 3, 32, 32)))
+    values = golden.run(qmodel, x, keep=True)
+    conv = values["layer0_conv"]
+    pooled = conv.reshape(1, 16, 16, 2, 16, 2).max(axis=(3, 5))
+    np.testing.assert_array_equal(pooled, values["layer1_maxpool"])

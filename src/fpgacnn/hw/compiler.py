@@ -59,8 +59,11 @@ class _Graph:
         if pool is None or not isinstance(pool.op, ops.MaxPool):
             return None
         op = pool.op
-        if op.kernel != (2, 2) or op.stride != (2, 2) or any(op.padding):
+        top, left, _, _ = op.padding
+        if op.kernel != (2, 2) or op.stride != (2, 2) or top or left:
             return None
+        # bottom/right padding (Darknet's size-2 pools) is never read when the output is
+        # floor(H/2) x floor(W/2): every window then lies inside the map
         _, _, h, w = self.qmodel.shapes[conv.name]
         if h < 2 or w < 2 or tuple(self.qmodel.shapes[pool.name][2:]) != (h // 2, w // 2):
             return None

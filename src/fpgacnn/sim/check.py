@@ -11,7 +11,7 @@ FC layer reads through writes nothing and has no line.
 [('conv1', 2410, 0), ('conv2+pool1', 9120, 0), ('fc', 1283, 0)]
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -40,22 +40,26 @@ class LayerResult:
         return entry
 
 
+def planned_layer(qmodel, config, step):
+    """The planner's Layer (`plan.workload.Layer`) of an engine step, as the engine runs it."""
+    from fpgacnn.export.ddr import tensor_shapes
+    from fpgacnn.hw.compiler import engine_operands
+    from fpgacnn.plan.workload import layer_from_op
+
+    layer, source = engine_operands(qmodel, config, step)
+    planned = layer_from_op(layer.name, layer.op, tensor_shapes(qmodel)[source])
+    return replace(planned, pool=2) if len(step.layers) == 2 else planned
+
+
 def planned_cycles(qmodel, config, step) -> int:
     """The planner's cycle prediction for an engine step (0 for other units: the planner models
     the engine only)."""
-    from fpgacnn.export.ddr import tensor_shapes
-    from fpgacnn.hw.compiler import engine_operands
     from fpgacnn.plan.engine import Memory, layer_cycles
-    from fpgacnn.plan.workload import layer_from_op
 
     if step.unit != "engine":
         return 0
-    layer, source = engine_operands(qmodel, config, step)
-    planned = layer_from_op(layer.name, layer.op, tensor_shapes(qmodel)[source])
-    if len(step.layers) == 2:
-        planned = planned.__class__(**{**planned.__dict__, "pool": 2})
-    cycles, _ = layer_cycles(planned, Memory.of(config), config.tm, config.tn, config.tr,
-                             config.tc)
+    cycles, _ = layer_cycles(planned_layer(qmodel, config, step), Memory.of(config),
+                             config.tm, config.tn, config.tr, config.tc)
     return int(cycles)
 
 
@@ -68,7 +72,18 @@ def first_difference(got, want):
 def simulate(qmodel, x_int, config, device=None, max_cycles=None, progress=None,
              program=None):
     """Run `qmodel` (compiled for `config`, or the given `program`) on the first sample of
-    `x_int` (an array, or a dict by input name); a LayerResult per step, in order. `progress(name)` is called after each step."""
+    `x_int` (an array, or a dict by input name); a LayerResult per step, in order.
+    `progress(name)` is called after each step."""
+    results = []
+    for result in check_steps(qmodel, x_int, config, device, max_cycles, program):
+        results.append(result)
+        if progress:
+            progress(result.name)
+    return results
+
+
+def check_steps(qmodel, x_int, config, device=None, max_cycles=None, program=None):
+    """`simulate` one step at a time: yields each step's LayerResult as soon as it ran."""
     from fpgacnn.export.ddr import batch_one
     from fpgacnn.golden import run as golden_run
     from fpgacnn.hw.compiler import compile_network
@@ -78,7 +93,6 @@ def simulate(qmodel, x_int, config, device=None, max_cycles=None, progress=None,
     program = program or compile_network(qmodel, config)
     expected = golden_run(qmodel, x_int, keep=True)
     device = device or program_device(program, config)
-    results = []
     for run in iter_program(program, device, x_int, max_cycles):
         step = run.step
         mismatches, first, elements = 0, None, 0
@@ -87,12 +101,8 @@ def simulate(qmodel, x_int, config, device=None, max_cycles=None, progress=None,
             got = program.ddr_map.read_tensor(device.memory, f"fmap.{step.output}")
             mismatches, first = first_difference(got.reshape(want.shape), want)
             elements = int(want.size)
-        results.append(LayerResult(step.name, run.cycles, mismatches, elements,
-                                   planned_cycles(qmodel, config, step), run.seconds,
-                                   step.unit, first))
-        if progress:
-            progress(step.name)
-    return results
+        yield LayerResult(step.name, run.cycles, mismatches, elements,
+                          planned_cycles(qmodel, config, step), run.seconds, step.unit, first)
 
 
 def first_mismatch(results):

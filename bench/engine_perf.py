@@ -1,0 +1,94 @@
+"""Whole networks on the simulated accelerator of the ZC706-sized configuration.
+
+    .venv/bin/python bench/engine_perf.py                          # VGG16 and YOLOv3-tiny, full size
+    .venv/bin/python bench/engine_perf.py --model yolov3-tiny      # one of them
+    .venv/bin/python bench/engine_perf.py --model vgg16 --size 64  # a smaller input
+
+Prints every step as it finishes (cycles, planner's cycles, mismatches against the golden
+model), then the totals: simulated cycles, MAC utilization (useful MACs / (Q x L x cycles)),
+GOPS at the configured clock (2 operations per MAC, from simulated cycles) beside the peer,
+Angel-Eye on the ZC706 (Qiu et al., FPGA'16: 137 GOPS on VGG16 at 150 MHz with 780 DSPs), and
+the engine's cycles against the planner's. Vector and host steps count in the cycles (host
+steps as 0: they run on the CPU); only conv/FC MACs count as useful work.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sim_speed import ZC706  # noqa: E402  (the one ZC706-sized configuration of bench/)
+
+ANGEL_EYE_GOPS = 137.0          # VGG16, 150 MHz, 780 DSPs (Qiu et al., FPGA'16)
+ANGEL_EYE_DSPS = 780
+MODELS = {"vgg16": 224, "yolov3-tiny": 416}
+
+
+def quantized(name, size):
+    from fpgacnn import zoo
+    from fpgacnn.golden import quantize_input
+    from fpgacnn.quant import QuantConfig, quantize
+
+    graph = zoo.load(name, (1, 3, size, size))
+    calib = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    qmodel = quantize(graph, calib, QuantConfig(bits=8, per_channel=True))
+    return qmodel, quantize_input(qmodel, calib[:1])
+
+
+def run_model(name, size, config):
+    """Simulate `name` at `size` x `size`; print each step and the totals."""
+    from fpgacnn.hw.compiler import compile_network
+    from fpgacnn.sim.check import check_steps, planned_layer
+
+    started = time.time()
+    qmodel, x = quantized(name, size)
+    program = compile_network(qmodel, config)
+    print(f"{name} {size}x{size}: {len(program.steps)} steps, image "
+          f"{program.ddr_map.size / 2**20:.1f} MiB, top {program.top} "
+          f"(quantize + compile {time.time() - started:.0f} s)", flush=True)
+    macs = {s.name: planned_layer(qmodel, config, s).macs
+            for s in program.steps if s.unit == "engine"}
+    results = []
+    for r in check_steps(qmodel, x, config, program=program):
+        results.append(r)
+        print(f"  {r.name:<28}{r.unit:<8}{r.cycles:>12,}{r.planned_cycles:>12,}"
+              f"{r.mismatches:>8} wrong  {r.seconds:7.1f} s", flush=True)
+    summarize(results, macs, config)
+
+
+def summarize(results, macs, config):
+    cycles = sum(r.cycles for r in results)
+    engine = [r for r in results if r.unit == "engine"]
+    engine_cycles = sum(r.cycles for r in engine)
+    planned = sum(r.planned_cycles for r in engine)
+    total_macs = sum(macs.values())
+    seconds = cycles / (config.clock_mhz * 1e6)
+    gops = 2 * total_macs / seconds / 1e9
+    q_l = config.tm * config.tn
+    print(f"  total {cycles:,} cycles ({engine_cycles:,} engine, planner {planned:,}: "
+          f"{engine_cycles / planned - 1:+.1%}), mismatches "
+          f"{sum(r.mismatches for r in results)}")
+    print(f"  {total_macs / 1e9:.2f} GMAC, MAC utilization {total_macs / (q_l * cycles):.1%} "
+          f"of {config.tm} x {config.tn}; {gops:.1f} GOPS at {config.clock_mhz:g} MHz "
+          f"vs Angel-Eye {ANGEL_EYE_GOPS:g} GOPS ({ANGEL_EYE_DSPS} DSPs): "
+          f"{gops / ANGEL_EYE_GOPS:.2f}x; simulated in "
+          f"{sum(r.seconds for r in results):.0f} s", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(MODELS), action="append",
+                        help="model to run (default: both)")
+    parser.add_argument("--size", type=int, help="input height and width (default: full)")
+    args = parser.parse_args(argv)
+    print(f"configuration: {ZC706}")
+    for name in args.model or sorted(MODELS, reverse=True):
+        run_model(name, args.size or MODELS[name], ZC706)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
