@@ -132,17 +132,18 @@ def test_concat_of_inputs_in_its_format_costs_nothing():
     assert program.ddr_map.region("fmap.a").offset == cat.offset
 
 
+class TwoConvCat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], 1)
+
+
 def same_format_concat():
     """Two convs whose outputs get the concat's format, so that no input is requantized."""
-    class Cat(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 1)
-
-        def forward(self, x):
-            return torch.cat([self.a(x), self.b(x)], 1)
-
-    qmodel = quantized(Cat(), (2, 3, 6, 6))
+    qmodel = quantized(TwoConvCat(), (2, 3, 6, 6))
     cat = next(l for l in qmodel.layers if isinstance(l.op, ops.Concat))
     layers = [dataclasses.replace(l, output=cat.output, out_lo=cat.out_lo, out_hi=cat.out_hi)
               if l.name in cat.inputs else
@@ -154,15 +155,7 @@ def same_format_concat():
 
 
 def test_requantized_concat_input_needs_the_vector_unit():
-    class Cat(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 1)
-
-        def forward(self, x):
-            return torch.cat([self.a(x), self.b(x)], 1)
-
-    error = plan_steps_without_vector(quantized(Cat(), (2, 3, 6, 6)))
+    error = plan_steps_without_vector(quantized(TwoConvCat(), (2, 3, 6, 6)))
     assert isinstance(error, UserError) and "Concat runs on the vector unit" in str(error)
 
 
