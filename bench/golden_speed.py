@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/golden_speed.py                 # AlexNet, VGG16, YOLOv3-tiny; batch 1, 16
     .venv/bin/python bench/golden_speed.py --models alexnet --batches 1 --repeats 3
+    .venv/bin/python bench/golden_speed.py --threads 1     # both sides on one thread
 
 Both sides run the same QModel (affine, 8 bits, per-channel weights, float32 requantization
 mode, whose conv/linear layers equal fbgemm's bit for bit): the golden model through
@@ -148,7 +149,11 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both sides (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.backends.quantized.engine = "fbgemm"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models:

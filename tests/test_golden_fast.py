@@ -102,7 +102,7 @@ def networks(draw):
     qm = QModel("t", "affine", mode, draw(st.sampled_from(ROUNDINGS)), 32, {"x": shape},
                 {"x": fin}, layers, ["flat"])
     features = qm.shapes["flat"][1]
-    outputs = draw(st.integers(1, 20))
+    outputs = draw(st.integers(1, 50))
     fc = _layer("fc", ops.Linear(features, outputs), ("flat",), _fmt(draw, 8), draw, rng, mode,
                 outputs, (outputs, features))
     qm = QModel("t", "affine", mode, qm.rounding, 32, {"x": shape}, {"x": fin},

@@ -25,6 +25,7 @@ from fpgacnn.golden import workers
 INT32_SAFE_TERMS = (1 << 31) // (128 * 128)
 BLOCK_BYTES = 1 << 21          # working set of a block: about one core's L2
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
+_FEW_ROWS = 64                 # up to this many rows, a linear layer streams its weights
 _weight_cache: dict[int, tuple] = {}
 
 
@@ -119,23 +120,38 @@ def _split(total: int, cap: int) -> int:
 def linear_blocks(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
     """x (N, K) int8 (already offset) times the weights, block by block.
 
-    consume(acc, first_row, first_column) gets blocks of rows and, when there are fewer
-    row blocks than workers, of output columns (multiples of 8).
+    consume(acc, first_row, first_column) gets int32 blocks of rows (and of output columns).
     """
     n, k = x.shape
     k8, o8 = wm.matrix.shape
+    if n <= _FEW_ROWS and o8 >= 3 * 8:
+        return _few_rows(x, wm, outputs, consume)
     block = max(1, min(n, BLOCK_BYTES // k8))
-    starts = range(0, n, block)
-    width = -(-o8 // max(1, workers.thread_count() // len(starts)) // 8) * 8
 
-    def run(item):
-        start, col = item
+    def run(start):
         rows = min(block, n - start)
         a = _rows_buffer(rows, k8)
         a[:rows, :k] = x[start:start + rows]
-        acc = _gemm(a, rows, wm.matrix[:, col:col + width])
-        consume(acc[:, :max(0, min(width, outputs - col))], start, col)
-    workers.for_each(run, [(start, col) for start in starts for col in range(0, o8, width)])
+        consume(_gemm(a, rows, wm.matrix)[:, :outputs], start, 0)
+    workers.for_each(run, range(0, n, block))
+
+
+def _few_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
+    """A few rows (a batch of vectors): out.T = W @ x.T with the weights as the left operand,
+    which oneDNN streams fastest, in row blocks of W (output channels) per worker."""
+    n, k = x.shape
+    k8, o8 = wm.matrix.shape
+    xt = torch.zeros((k8, -(-n // 8) * 8), dtype=torch.int8)
+    xt[:k, :n] = x.t()
+    weights = wm.matrix.t()                      # the contiguous (O8, K8) storage
+    parts = max(1, min(workers.thread_count(), o8 // 24))
+    bounds = [o8 * i // parts // 8 * 8 for i in range(parts)] + [o8]
+
+    def run(i):
+        first, last = bounds[i], bounds[i + 1]
+        acc = torch._int_mm(weights[first:last], xt)
+        consume(acc[:max(0, min(last, outputs) - first), :n].t(), 0, first)
+    workers.for_each(run, range(parts))
 
 
 def padded(x: torch.Tensor, padding, value: int) -> torch.Tensor:
