@@ -42,7 +42,7 @@ def compile_(qlayer, shape, formats=(U8,)):
 def model_commands(d: VectorDescriptor):
     """(addr, bytes, param, first, last, each, k) of every read command, by plain loops."""
     out = []
-    each = int(d.op == COPY and d.repeat_w == 1)
+    each = int(d.op == COPY)
     inputs = 2 if d.two_inputs else 1
     for cb in range(d.blocks):
         out.append((d.param_addr + cb * d.param_step, record_bytes(CONFIG), 1, 0, 0, 0, 0))

@@ -6,8 +6,8 @@ pixel (oy, ox) and each input row iy of its window (clipped to the input), and e
 at input row `by` and column `bx`: both begin at minus the padding and move by `step` every
 `repeat` outputs (pools: step = stride, repeat 1; upsample: step 1, repeat = scale).
 
-A copy without horizontal repetition reads whole rows instead: one command per output row,
-each word a window of its own (`each`). Each command carries a tag (`param`, `first`/`last` of
+A copy (activation, upsample, concat input) reads whole input rows instead: one command per
+output row, each word a window of its own (`each`), which the unit repeats `repeat_w` times. Each command carries a tag (`param`, `first`/`last` of
 its window, `each`, input `k`, its word count) that the unit keeps in a FIFO beside the read
 data, which comes back in command order.
 """
@@ -78,7 +78,7 @@ class WindowWalker(wiring.Component):
         ky, k = Signal(12), Signal()
         plane, param = Signal(32), Signal(32)
         r0, r1 = y.window(d.kernel_h, d.in_h)
-        rows = (d.op == COPY) & (d.repeat_w == 1)
+        rows = d.op == COPY
         x_lo, x_hi = x.window(d.kernel_w, d.in_w)
         c0, c1 = Mux(rows, 0, x_lo), Mux(rows, d.in_w, x_hi)
         iy = (r0 + ky)[:12]

@@ -72,7 +72,7 @@ class VectorUnit(wiring.Component):
             & ~reader.busy
         self._control(m, desc, reader, writer, walker, fetching, idle)
         self._issue(m, reader, walker, tags, fetching)
-        words = self._receive(m, reader, tags, out_fifo, drain, fetching)
+        words = self._receive(m, desc, reader, tags, out_fifo, drain, fetching)
         self._datapath(m, desc, reader, words, pre, post, out_fifo)
         m.d.comb += [writer.data.payload.eq(out_fifo.r_data),
                      writer.data.valid.eq(out_fifo.r_rdy), out_fifo.r_en.eq(writer.data.ready)]
@@ -133,7 +133,7 @@ class VectorUnit(wiring.Component):
                      tags.w_en.eq(walker.cmd.valid & walker.cmd.ready),
                      tags.w_data.eq(walker.cmd.payload.tag)]
 
-    def _receive(self, m, reader, tags, out_fifo, drain, fetching):
+    def _receive(self, m, desc, reader, tags, out_fifo, drain, fetching):
         """Words back from memory: parameter records into `params`, data words on `beat`
         with their window flags `first`/`last` and input `k`; `block_start` marks the end of
         a parameter record."""
@@ -145,12 +145,18 @@ class VectorUnit(wiring.Component):
         count = Signal(13)
         room = out_fifo.level < OUT_DEPTH - PIPELINE - 3
         accept = tags.r_rdy & Mux(head.param, drain == 0, room)
+        # a word of a copy goes down the pipeline repeat_w times (upsample), then is taken
+        repeat = Signal(4)
+        taken = head.param | ~head.each | (repeat == desc.repeat_w - 1)
         with m.If(~fetching):
-            m.d.comb += reader.data.ready.eq(accept)
-        got = reader.data.valid & reader.data.ready & ~fetching
+            m.d.comb += reader.data.ready.eq(accept & taken)
+        offered = reader.data.valid & accept & ~fetching
+        got = offered & taken
         end = count == head.beats - 1
         beat = Signal()
-        m.d.comb += [tags.r_en.eq(got & end), beat.eq(got & ~head.param)]
+        m.d.comb += [tags.r_en.eq(got & end), beat.eq(offered & ~head.param)]
+        with m.If(beat):
+            m.d.sync += repeat.eq(Mux(taken, 0, repeat + 1))
         with m.If(got):
             m.d.sync += count.eq(Mux(end, 0, count + 1))
         with m.If(got & head.param):
