@@ -32,6 +32,7 @@ AFFINE = QuantConfig(scheme="affine", bits=8)
 SINGLE = QuantConfig(scheme="affine", bits=8, mode="single_round")
 POW2 = QuantConfig(scheme="pow2", bits=8, rounding="half_even")
 POW2_UP = QuantConfig(scheme="pow2", bits=8, rounding="half_up")
+SLOW_FIXTURE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 SCHEMES = {"affine": AFFINE, "single_round": SINGLE, "pow2": POW2, "pow2_half_up": POW2_UP}
 
 
@@ -135,8 +136,7 @@ def test_pooling_equals_the_golden_model(device, case, scheme):
     _check(device, module, (1, 3, size, size), SCHEMES[scheme], kind, seed=case)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=SLOW_FIXTURE)
 @given(st.data())
 def test_random_pools_equal_the_golden_model(device, data):
     """Kernels 1-5, strides 1-3, padding up to half the kernel, ceil mode, odd sizes."""
@@ -201,8 +201,7 @@ def test_upsample_and_standalone_activations(device, scheme):
         assert np.array_equal(got, want), kind
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=SLOW_FIXTURE)
 @given(st.data())
 def test_random_adds_and_upsamples_equal_the_golden_model(device, data):
     """Adds of inputs up to 8x coarser or 8x finer than each other, upsample x2 and x3."""

@@ -7,9 +7,9 @@ at input row `by` and column `bx`: both begin at minus the padding and move by `
 `repeat` outputs (pools: step = stride, repeat 1; upsample: step 1, repeat = scale).
 
 A copy (activation, upsample, concat input) reads whole input rows instead: one command per
-output row, each word a window of its own (`each`), which the unit repeats `repeat_w` times. Each command carries a tag (`param`, `first`/`last` of
-its window, `each`, input `k`, its word count) that the unit keeps in a FIFO beside the read
-data, which comes back in command order.
+output row, each word a window of its own (`each`), which the unit repeats `repeat_w` times.
+Each command carries a tag (`param`, `first`/`last` of its window, `each`, input `k`, its word
+count) that the unit keeps in a FIFO beside the read data, which comes back in command order.
 """
 
 from amaranth import Module, Mux, Signal, signed
