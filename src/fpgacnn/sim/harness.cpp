@@ -3,11 +3,14 @@
 //   harness IMAGE_IN IMAGE_OUT [--max-cycles N] [--latency L] [--bytes-per-cycle B]
 //           [--max-outstanding O] [--args A0,A1,A2,A3] [--vcd FILE]
 //
-// Loads IMAGE_IN as the DDR contents, resets the design, pulses `start` with `args`, clocks
-// until `busy` falls (or N cycles), writes the DDR contents to IMAGE_OUT and prints one JSON
-// line: finished, cycles, status, bytes_read, bytes_written, seconds (of simulation), error.
+// Loads IMAGE_IN as the DDR contents, clocks the design out of its power-on reset, pulses
+// `start` with `args`, clocks until `busy` falls (or N cycles), writes the DDR contents to
+// IMAGE_OUT and prints one JSON line: finished, cycles, status, bytes_read, bytes_written,
+// seconds and cpu_seconds (of the simulation loop), error.
+// The top has no `rst` port: its reset is high in the first cycle (hw/verilog.py PowerOnReset).
 // Port field offsets are -D macros derived from the Amaranth layouts (fpgacnn/sim/build.py).
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -130,14 +133,13 @@ int main(int argc, char **argv) {
 #else
     if (!opt.vcd.empty()) usage_error("--vcd needs a simulator built with tracing");
 #endif
-    top->rst = 1;
     top->start = 0;
     for (int i = 0; i < 3; i++) tick(*top);
-    top->rst = 0;
     for (int k = 0; k < 4; k++) bits_set(top->args, 32 * k, 32, opt.args[k]);
 
     std::vector<uint8_t> w_data(WORD_BYTES);
     auto began = std::chrono::steady_clock::now();
+    std::clock_t cpu_began = std::clock();
     bool finished = false;
     uint64_t cycle = 0;
     for (; cycle < opt.max_cycles && ddr.error.empty(); cycle++) {
@@ -165,6 +167,7 @@ int main(int argc, char **argv) {
     if (vcd) vcd->close();
 #endif
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    double cpu_seconds = double(std::clock() - cpu_began) / CLOCKS_PER_SEC;
 
     std::ofstream out_file(opt.image_out, std::ios::binary);
     out_file.write(reinterpret_cast<const char *>(ddr.memory.data()), ddr.memory.size());
@@ -172,9 +175,10 @@ int main(int argc, char **argv) {
     std::string error;
     for (char c : ddr.error) error += (c == '"' || c == '\\') ? '\'' : c;
     printf("{\"finished\": %s, \"cycles\": %llu, \"status\": %llu, \"bytes_read\": %llu, "
-           "\"bytes_written\": %llu, \"seconds\": %.6f, \"error\": \"%s\"}\n",
+           "\"bytes_written\": %llu, \"seconds\": %.6f, \"cpu_seconds\": %.6f, "
+           "\"error\": \"%s\"}\n",
            finished ? "true" : "false", (unsigned long long)cycle, (unsigned long long)bits_get(top->status, 0, 64),
            (unsigned long long)ddr.bytes_read, (unsigned long long)ddr.bytes_written, seconds,
-           error.c_str());
+           cpu_seconds, error.c_str());
     return 0;
 }

@@ -39,6 +39,7 @@ class RunResult:
     bytes_read: int
     bytes_written: int
     seconds: float = 0.0        # wall-clock time of the simulation loop
+    cpu_seconds: float = 0.0    # processor time of the same loop (steadier on a busy machine)
 
     @property
     def cycles_per_second(self):
@@ -118,7 +119,8 @@ class SimulatedDevice:
             raise SimulationError(f"{report['error']} (cycle {report['cycles']}, controller "
                                   f"at {self.describe_status(report['status'])})")
         return RunResult(report["finished"], report["cycles"], report["status"],
-                         report["bytes_read"], report["bytes_written"], report["seconds"])
+                         report["bytes_read"], report["bytes_written"], report["seconds"],
+                         report["cpu_seconds"])
 
     def describe_status(self, status):
         """Where the controller was, read from the status word."""
