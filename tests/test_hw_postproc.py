@@ -127,8 +127,9 @@ def test_postproc_known_values():
 
 
 def test_shift_round_equals_golden_on_every_8_bit_input():
-    """The guard/sticky rounding against golden.arith.shift_round, exhaustively on 8 bits."""
-    x, amount, rounding = Signal(signed(8)), Signal(3), Signal(2)
+    """The guard/sticky rounding against golden.arith.shift_round, exhaustively on 8 bits,
+    shifting by up to 15 (beyond the width: sign bits only)."""
+    x, amount, rounding = Signal(signed(8)), Signal(4), Signal(2)
     y = Signal(signed(9))
     m = Module()
     m.d.comb += y.eq(shift_round(x, amount, rounding))
@@ -137,7 +138,7 @@ def test_shift_round_equals_golden_on_every_8_bit_input():
 
     async def bench(ctx):
         for r in range(len(ROUNDINGS)):
-            for a in range(8):
+            for a in range(16):
                 ctx.set(rounding, r)
                 ctx.set(amount, a)
                 for v in values:
@@ -147,6 +148,6 @@ def test_shift_round_equals_golden_on_every_8_bit_input():
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
-    want = [int(w) for r in ROUNDINGS for a in range(8)
+    want = [int(w) for r in ROUNDINGS for a in range(16)
             for w in arith.shift_round(values, a, r)]
     assert got == want

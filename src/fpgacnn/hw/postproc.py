@@ -32,12 +32,15 @@ def clamp(value, lo, hi):
 
 
 def shift_round(x, amount, rounding):
-    """x / 2**amount rounded (golden.arith.shift_round) for an unsigned `amount` < len(x).
+    """x / 2**amount rounded (golden.arith.shift_round) for a signed `x`, unsigned `amount`.
 
     The floor goes up by one on the guard bit (the highest bit shifted out) when rounding half
     up, and on the guard bit with a sticky bit below it or an odd floor when rounding half to
     even: one barrel shifter, not two.
     """
+    x = x.as_signed()
+    if len(x) <= 1 << len(amount):      # sign bits up to the largest amount, for guard/sticky
+        x = Cat(x, x[-1].replicate((1 << len(amount)) + 1 - len(x))).as_signed()
     floor = x >> amount
     guard = Cat(Const(0, 1), x).bit_select(amount, 1)
     mask = (Const(1, 1) << amount) - 1
