@@ -6,7 +6,8 @@ distributed RAM or shift registers) and flip-flops (FDRE/FDSE/FDCE/FDPE). The de
 synthesised as a core (`-noiopad`), flattened, by `synth_xilinx`'s own script with one pass
 left out: `share` (SAT-based merging of arithmetic cells under exclusive conditions), which
 took a third of the time on the engine; it runs after multipliers are mapped to DSPs and
-before memories are mapped, so it changes neither count, only a few LUTs.
+before memories are mapped, so it changes neither count. It may merge a few shifters or
+comparators, so LUTs can come out somewhat higher than with it (not measured separately).
 
 >>> cells = {"DSP48E1": 8, "RAMB36E1": 1, "LUT3": 10, "INV": 2, "FDRE": 40, "CARRY4": 3}
 >>> count_cells(cells)
