@@ -68,10 +68,15 @@ def _run_layer(layer, tensors: _Tensors, fmts, rounding: str, use_fast: bool) ->
     shapes = [tensors.shape(t) for t in layer.inputs]
     kernel = fast.kernel_for(layer, fmts, shapes) if use_fast else None
     if kernel is not None:
-        xs = [tensors.torch(t) for t in layer.inputs]
-        tensors.stored[layer.name] = kernel(layer, xs, fmts, rounding)
+        with workers.torch_threads_as_workers():
+            xs = [tensors.torch(t) for t in layer.inputs]
+            tensors.stored[layer.name] = kernel(layer, xs, fmts, rounding)
+        return
+    xs = [tensors.numpy(t) for t in layer.inputs]
+    if layer.host:      # small float post-processing: not worth a thread team per op
+        with workers.torch_threads_as_workers():
+            tensors.codes[layer.name] = run_layer(layer, xs, fmts, rounding)
     else:
-        xs = [tensors.numpy(t) for t in layer.inputs]
         tensors.codes[layer.name] = run_layer(layer, xs, fmts, rounding)
 
 
@@ -89,13 +94,12 @@ def run(qmodel: QModel, x_int, keep: bool = False, fast_path: bool = True
         if name not in given:
             raise UserError(f"input {name!r} is not given")
         tensors.codes[name] = _check_input(qmodel, name, given[name])
-    with workers.torch_threads_as_workers():
-        for layer in qmodel.layers:
-            fmts = [qmodel.format_of(t) for t in layer.inputs]
-            try:
-                _run_layer(layer, tensors, fmts, qmodel.rounding, fast_path)
-            except RangeError as e:
-                raise UserError(f"layer {layer.name!r}: {e}") from None
+    for layer in qmodel.layers:
+        fmts = [qmodel.format_of(t) for t in layer.inputs]
+        try:
+            _run_layer(layer, tensors, fmts, qmodel.rounding, fast_path)
+        except RangeError as e:
+            raise UserError(f"layer {layer.name!r}: {e}") from None
     wanted = list(qmodel.input_shapes) + [l.name for l in qmodel.layers] if keep else \
         qmodel.outputs
     return {k: tensors.numpy(k) for k in wanted}

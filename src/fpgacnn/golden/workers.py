@@ -6,13 +6,14 @@ The pool has as many threads as torch uses; each thread keeps its own scratch bu
 """
 
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 _local = threading.local()
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _start_worker() -> None:
@@ -49,9 +50,10 @@ def for_each(fn, items) -> None:
         for item in items:
             fn(item)
         return
-    if size not in _pools:
-        _pools[size] = ThreadPoolExecutor(size, "fpgacnn-golden", initializer=_start_worker)
-    for _ in _pools[size].map(fn, items):
+    key = (size, os.getpid())          # a forked child cannot use its parent's threads
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(size, "fpgacnn-golden", initializer=_start_worker)
+    for _ in _pools[key].map(fn, items):
         pass
 
 
