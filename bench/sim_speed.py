@@ -121,6 +121,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--design", choices=("engine", "memcopy"), default="engine")
     parser.add_argument("--quick", action="store_true", help="conv5_x only")
+    parser.add_argument("--layers", help="comma-separated VGG16 layer names (default: all)")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="skip Amaranth's simulator on the engine (slow at this size)")
     args = parser.parse_args(argv)
     config = ZC706
     print(f"configuration: {config}")
@@ -131,15 +134,19 @@ def main(argv=None):
               f"{peer:,.0f} cycles/s; ratio {run.cycles_per_second / peer:,.0f}x")
         return 0
     layers = VGG16_3X3[-3:] if args.quick else VGG16_3X3
+    if args.layers:
+        known = {layer[0]: layer for layer in VGG16_3X3}
+        layers = [known[name] for name in args.layers.split(",")]
     rows = utilization(config, layers)
     macs = sum(macs for _, macs, _ in rows)
     cycles = sum(r.cycles for _, _, r in rows)
     planned = sum(r.planned_cycles for _, _, r in rows)
     speed = cycles / sum(r.seconds for _, _, r in rows)
-    peer = engine_pysim_speed(config, layers[-1], 2000)
     q_l = config.tm * config.tn
-    print(f"speed: {speed:,.0f} simulated cycles/s (Verilator); Amaranth pysim {peer:,.0f} "
-          f"cycles/s; ratio {speed / peer:,.0f}x")
+    if not args.no_peer:
+        peer = engine_pysim_speed(config, layers[-1], 2000)
+        print(f"speed: {speed:,.0f} simulated cycles/s (Verilator); Amaranth pysim "
+              f"{peer:,.0f} cycles/s; ratio {speed / peer:,.0f}x")
     print(f"VGG16 3x3 layers ({len(rows)}): MAC utilization {macs / (q_l * cycles):.1%} "
           f"simulated, {macs / (q_l * planned):.1%} planned; simulated/planned cycles "
           f"{cycles / planned:.3f}; mismatches {sum(r.mismatches for _, _, r in rows)}")

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from fpgacnn.config import HardwareConfig
 from fpgacnn.ir import ops
-from fpgacnn.plan.engine import Memory, compute_cycles, layer_cycles, plan_layers
+from fpgacnn.plan.engine import ENGINE, Memory, compute_cycles, layer_cycles, plan_layers
 from fpgacnn.plan.workload import Layer, layer_from_op, layers_from_graph, zhang_alexnet
 
 # Zhang et al., FPGA'15, Table 4: <Tm, Tn> = <64, 7>, cycles of conv1..conv5 (one group).
@@ -31,59 +31,80 @@ def test_zhang_layer_shapes():
                       (128, 192, 13, 13, 3, 1)]
 
 
-def naive_cycles(layer, mem, tm, tn, tr, tc):
-    """docs/planning.md's schedule, one tile at a time, written without the module's helpers."""
-    def transfer(nbytes):
-        return mem.latency + ceil(nbytes / mem.bytes_per_cycle)
+def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
+    """docs/planning.md's schedule step by step in the engine's order, with Python ints."""
+    lat, wb = mem.latency, mem.word_bytes
 
-    def in_extent(out, stride, kernel, dilation, size):
-        need = (out - 1) * stride + (kernel - 1) * dilation + 1
-        return min(need, size) if size else need
+    def data(words):
+        return max(words, ceil((words - 1) * wb / mem.bytes_per_cycle))
 
-    def load_bytes(rr, cc, mm, nn):
-        rows = in_extent(rr, layer.sh, layer.kh, layer.dh, layer.in_h)
-        cols = in_extent(cc, layer.sw, layer.kw, layer.dw, layer.in_w)
-        return (ceil(nn * rows * cols * mem.act_bits / 8)
-                + ceil(mm * nn * layer.kh * layer.kw * mem.weight_bits / 8))
+    def beats(nbytes):
+        return ceil(nbytes / wb)
 
-    p = layer.pool                      # a fused p x p pool: whole windows per tile
-    rows_out, cols_out = layer.r - layer.r % p, layer.c - layer.c % p
+    def issue(commands, words):
+        return commands * (1 + ceil(words / mem.burst_len))
+
+    def extents(out, tile, stride, kernel, dilation, size, full_out):
+        """(output extent, input extent loaded) of each tile along one dimension."""
+        def need(o):
+            return (o - 1) * stride + (kernel - 1) * dilation + 1
+        pad = ceil(max(0, need(full_out) - size) / 2) if size else 0
+        after = max(0, need(out) - pad - size) if size else 0
+        starts = range(0, out, min(tile, out))
+        return [(min(tile, out - o), need(min(tile, out - o)) - (pad if o == 0 else 0)
+                 - (after if o == starts[-1] else 0)) for o in starts]
+
+    p = layer.pool
     if p > 1:
         tr, tc = max(p, tr - tr % p), max(p, tc - tc % p)
-    total, traffic, tiles = 0, 0, []
-    for r0 in range(0, rows_out, tr):
-        for c0 in range(0, cols_out, tc):
-            for m0 in range(0, layer.m, tm):
-                rr, cc = min(tr, rows_out - r0), min(tc, cols_out - c0)
-                mm = min(tm, layer.m - m0)
-                steps, port = 0, 0
-                for n0 in range(0, layer.n, tn):
-                    nn = min(tn, layer.n - n0)
-                    load = load_bytes(rr, cc, mm, nn)
-                    traffic += load
-                    steps += max(rr * cc * layer.kh * layer.kw, transfer(load))
-                    port += transfer(load)
-                    if not tiles:
-                        tiles.append(transfer(load))
-                store = ceil(mm * (rr // p) * (cc // p) * mem.act_bits / 8)
-                traffic += store
-                port += transfer(store)
-                total += max(steps, port)
-                last_store = transfer(store)
-    total += tiles[0] + last_store
+    rows = extents(layer.r - layer.r % p, tr, layer.sh, layer.kh, layer.dh, layer.in_h, layer.r)
+    cols = extents(layer.c - layer.c % p, tc, layer.sw, layer.kw, layer.dw, layer.in_w, layer.c)
+    k = layer.kh * layer.kw
+    row_bytes = ceil(tn * mem.act_bits / 8)
+    w_beats = beats(ceil(tm * tn * k * mem.weight_bits / 8))
+    p_beats = beats(tm * 16)
+    n_blocks, m_blocks = ceil(layer.n / tn), ceil(layer.m / tm)
+    total, traffic, send, first = 0, 0, 0, None
+    for rr, lh in rows:
+        for cc, lw in cols:
+            row_beats = beats(lw * row_bytes)
+            words = lh * row_beats + w_beats
+            rows_issue = issue(lh, row_beats)         # before the weights' first burst
+            load = t.load + lat + max(data(words), rows_issue + data(w_beats))
+            load_p = t.load + lat + max(data(words + p_beats),
+                                        rows_issue + data(w_beats + p_beats),
+                                        rows_issue + issue(1, w_beats) + data(p_beats))
+            comp = rr * cc * k + t.step
+            if first is None:
+                first = load_p if n_blocks == 1 else load
+            for mb in range(m_blocks):
+                if n_blocks == 1:
+                    steps = max(comp + t.drain, load_p)
+                else:
+                    steps = ((n_blocks - 2) * max(comp, load) + max(comp, load_p)
+                             + max(comp + t.drain, load))
+                total += max(steps, (n_blocks - 1) * load + load_p + send)   # previous write
+                lines = ceil(min(tm, layer.m - mb * tm) / tn) * (rr // p)
+                written = beats((cc // p) * row_bytes)
+                send = lines * (data(written) + t.write_row)
+                traffic += n_blocks * words + p_beats + lines * written
+    fetch = t.fetch + lat + data(beats(t.descriptor_bytes))
+    total += fetch + min(first, comp + t.drain) + send + lat + t.write_end
     passes = layer.groups * layer.batch
-    return passes * total, passes * traffic
+    return passes * total, passes * (traffic * wb + t.descriptor_bytes)
 
 
 layers = st.builds(
-    lambda m, n, r, c, k, s, g, b, p: Layer(
-        "x", "conv", m, n, r, c, k, k, s, s, groups=g, batch=b, in_h=(r - 1) * s + k,
-        in_w=(c - 1) * s + k, pool=p if min(r, c) >= 2 else 1),
+    lambda m, n, r, c, k, s, g, b, p, pad: Layer(
+        "x", "conv", m, n, r, c, k, k, s, s, groups=g, batch=b,
+        in_h=max(1, (r - 1) * s + k - pad), in_w=max(1, (c - 1) * s + k - pad),
+        pool=p if min(r, c) >= 2 else 1),
     st.integers(1, 70), st.integers(1, 70), st.integers(1, 40), st.integers(1, 40),
     st.integers(1, 7), st.integers(1, 3), st.integers(1, 2), st.integers(1, 2),
-    st.sampled_from([1, 2]))
+    st.sampled_from([1, 2]), st.integers(0, 4))
 memories = st.builds(Memory, st.sampled_from([8, 16, 32]), st.sampled_from([4, 8, 16]),
-                     st.just(32), st.sampled_from([1.0, 2.5, 8.0, 64.0]), st.integers(1, 40))
+                     st.just(32), st.sampled_from([1.0, 2.5, 8.0, 64.0]), st.integers(1, 40),
+                     st.sampled_from([1, 4, 8, 16]), st.sampled_from([1, 8, 16, 256]))
 tiles = st.tuples(st.integers(1, 80), st.integers(1, 80), st.integers(1, 48), st.integers(1, 48))
 
 
@@ -120,10 +141,14 @@ def test_fused_pool_from_a_graph():
     assert second.pool == 1                                       # 3x3 pools are not fused
     mem = Memory(8, 8, 32, 1.0, 0)
     cycles, traffic = layer_cycles(first, mem, 4, 3, 6, 6)
-    # one step: load 3 ch x 7 x 7 + 4 x 3 x 9 weights = 255 bytes; 36 x 9 = 324 compute cycles;
-    # store 4 ch x 3 x 3 = 36 bytes
-    assert int(traffic) == 255 + 36
-    assert int(cycles) == 255 + max(324, 255 + 36) + 36
+    # one step on one 6x6 tile, byte-wide port at one byte a cycle, no latency: it loads 7 x 7
+    # pixels of 3 channels (the padding row and column are not read) and 4 x 3 x 9 weights,
+    # 255 bytes, and the 4 x 16 bytes of parameters: 3 + 319 cycles; the pixels take
+    # 36 x 9 + 2 cycles and the drain 16 (342 > 322); it writes 2 rows of 3 channels (padded
+    # to 3) x 3 pixels per pooled row, 6 commands of 9 bytes (6 x (9 + 3) cycles); the
+    # descriptor (78 bytes) comes first, the response of the write last (3 cycles)
+    assert int(traffic) == 255 + 64 + 54 + 78
+    assert int(cycles) == (3 + 78) + 322 + 342 + 72 + 3
 
 
 @settings(max_examples=200)

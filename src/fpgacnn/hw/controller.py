@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from fpgacnn.config import HardwareConfig
 from fpgacnn.hw.expand import small_mul
-from fpgacnn.hw.program import descriptor_layout, feature_row_bytes
+from fpgacnn.hw.program import PARAMS_PER_CHANNEL, descriptor_layout, feature_row_bytes
 
 STEP = data.StructLayout({
     "th": 8, "tw": 8,                      # conv output pixels of this tile
@@ -56,71 +56,81 @@ class StepSequencer(wiring.Component):
         d = self.desc
         row_shift = feature_row_bytes(self.config).bit_length() - 1
         q = self.config.tm
-        running = Signal()
-        ty0, tx0 = Signal(12), Signal(12)
-        iy0, ix0 = Signal(signed(14)), Signal(signed(14))
-        iy0_bytes = Signal(signed(34))
-        out_tile_row, out_tile = Signal(32), Signal(32)
-        mb, nb = Signal(10), Signal(10)
-        in_block, w_ddr, p_ddr, out_block = Signal(32), Signal(32), Signal(32), Signal(32)
-        channels = Signal(signed(15))
-
-        th = _min(d.tile_h, d.out_h - ty0)[:8]
-        tw = _min(d.tile_w, d.out_w - tx0)[:8]
+        w = _Walk()
+        th = _min(d.tile_h, d.out_h - w.ty0)[:8]
+        tw = _min(d.tile_w, d.out_w - w.tx0)[:8]
         ih = small_mul(th - 1, d.stride_h) + d.kernel_h
         iw = small_mul(tw - 1, d.stride_w) + d.kernel_w
-        iy_lo = Mux(iy0 < 0, 0, iy0)
-        ix_lo = Mux(ix0 < 0, 0, ix0)
-        iy_hi = _min(iy0 + ih, d.in_h)
-        ix_hi = _min(ix0 + iw, d.in_w)
+        iy_lo = Mux(w.iy0 < 0, 0, w.iy0)
+        ix_lo = Mux(w.ix0 < 0, 0, w.ix0)
+        iy_hi = _min(w.iy0 + ih, d.in_h)
+        ix_hi = _min(w.ix0 + iw, d.in_w)
         s = self.step
         m.d.comb += [
-            self.valid.eq(running),
-            s.th.eq(th), s.tw.eq(tw), s.iy0.eq(iy0), s.ix0.eq(ix0),
+            self.valid.eq(w.running),
+            s.th.eq(th), s.tw.eq(tw), s.iy0.eq(w.iy0), s.ix0.eq(w.ix0),
             s.iy_lo.eq(iy_lo), s.ix_lo.eq(ix_lo),
             s.lh.eq(Mux(iy_hi > iy_lo, iy_hi - iy_lo, 0)),
             s.lw.eq(Mux(ix_hi > ix_lo, ix_hi - ix_lo, 0)),
-            s.first_pass.eq(nb == 0), s.last_pass.eq(nb == d.in_blocks - 1),
-            s.in_ddr.eq(in_block + Mux(iy0 < 0, 0, iy0_bytes) + (ix_lo << row_shift)),
-            s.w_ddr.eq(w_ddr), s.p_ddr.eq(p_ddr), s.out_ddr.eq(out_block),
-            s.channels.eq(channels),
-            self.tile_r.eq(ty0), self.tile_c.eq(tx0), self.mb.eq(mb), self.nb.eq(nb),
+            s.first_pass.eq(w.nb == 0), s.last_pass.eq(w.nb == d.in_blocks - 1),
+            s.in_ddr.eq(w.in_block + Mux(w.iy0 < 0, 0, w.iy0_bytes) + (ix_lo << row_shift)),
+            s.w_ddr.eq(w.w_ddr), s.p_ddr.eq(w.p_ddr), s.out_ddr.eq(w.out_block),
+            s.channels.eq(w.channels),
+            self.tile_r.eq(w.ty0), self.tile_c.eq(w.tx0), self.mb.eq(w.mb), self.nb.eq(w.nb),
         ]
-
-        def start_tile(out_tile_addr):
-            return [mb.eq(0), nb.eq(0), in_block.eq(d.in_addr), w_ddr.eq(d.weight_addr),
-                    p_ddr.eq(d.param_addr), out_block.eq(out_tile_addr),
-                    channels.eq(d.out_channels)]
-
         with m.If(self.start):
-            m.d.sync += [running.eq(1), ty0.eq(0), tx0.eq(0), iy0.eq(-d.pad_top),
-                         ix0.eq(-d.pad_left), iy0_bytes.eq(-d.pad_top_bytes),
-                         out_tile_row.eq(d.out_addr), out_tile.eq(d.out_addr)]
-            m.d.sync += start_tile(d.out_addr)
-        with m.Elif(self.next & running):
-            m.d.sync += [nb.eq(nb + 1), in_block.eq(in_block + d.in_plane_bytes),
-                         w_ddr.eq(w_ddr + d.weight_block_bytes)]
-            with m.If(nb == d.in_blocks - 1):
-                m.d.sync += [nb.eq(0), in_block.eq(d.in_addr), mb.eq(mb + 1),
-                             p_ddr.eq(p_ddr + q * 16), out_block.eq(out_block + d.out_block_bytes),
-                             channels.eq(channels - q)]
-                with m.If(mb == d.out_blocks - 1):
-                    self._next_tile(m, locals(), start_tile, row_shift)
+            m.d.sync += [w.running.eq(1), w.ty0.eq(0), w.tx0.eq(0), w.iy0.eq(-d.pad_top),
+                         w.ix0.eq(-d.pad_left), w.iy0_bytes.eq(-d.pad_top_bytes),
+                         w.out_tile_row.eq(d.out_addr), w.out_tile.eq(d.out_addr)]
+            m.d.sync += self._start_tile(w, d.out_addr)
+        with m.Elif(self.next & w.running):
+            m.d.sync += [w.nb.eq(w.nb + 1), w.in_block.eq(w.in_block + d.in_plane_bytes),
+                         w.w_ddr.eq(w.w_ddr + d.weight_block_bytes)]
+            with m.If(w.nb == d.in_blocks - 1):
+                m.d.sync += [w.nb.eq(0), w.in_block.eq(d.in_addr), w.mb.eq(w.mb + 1),
+                             w.p_ddr.eq(w.p_ddr + q * PARAMS_PER_CHANNEL * 4),
+                             w.out_block.eq(w.out_block + d.out_block_bytes),
+                             w.channels.eq(w.channels - q)]
+                with m.If(w.mb == d.out_blocks - 1):
+                    self._next_tile(m, w, row_shift)
         return m
 
-    def _next_tile(self, m, v, start_tile, row_shift):
+    def _start_tile(self, w, out_tile_addr):
+        """Back to the first output and input block, at the tile written at `out_tile_addr`."""
+        d = self.desc
+        return [w.mb.eq(0), w.nb.eq(0), w.in_block.eq(d.in_addr), w.w_ddr.eq(d.weight_addr),
+                w.p_ddr.eq(d.param_addr), w.out_block.eq(out_tile_addr),
+                w.channels.eq(d.out_channels)]
+
+    def _next_tile(self, m, w, row_shift):
+        """The next tile in raster order, or the end of the layer."""
         d = self.desc
         written_w = Mux(d.pool, d.tile_w >> 1, d.tile_w)
-        next_col = v["out_tile"] + (written_w << row_shift)
-        m.d.sync += [v["tx0"].eq(v["tx0"] + d.tile_w), v["ix0"].eq(v["ix0"] + d.in_tile_col_step),
-                     v["out_tile"].eq(next_col)]
-        m.d.sync += start_tile(next_col)
-        with m.If(v["tx0"] + d.tile_w >= d.out_w):
-            next_row = v["out_tile_row"] + d.out_tile_row_bytes
-            m.d.sync += [v["tx0"].eq(0), v["ix0"].eq(-d.pad_left),
-                         v["ty0"].eq(v["ty0"] + d.tile_h), v["iy0"].eq(v["iy0"] + d.in_tile_row_step),
-                         v["iy0_bytes"].eq(v["iy0_bytes"] + d.in_tile_row_bytes),
-                         v["out_tile_row"].eq(next_row), v["out_tile"].eq(next_row)]
-            m.d.sync += start_tile(next_row)
-            with m.If(v["ty0"] + d.tile_h >= d.out_h):
-                m.d.sync += v["running"].eq(0)
+        next_col = w.out_tile + (written_w << row_shift)
+        m.d.sync += [w.tx0.eq(w.tx0 + d.tile_w), w.ix0.eq(w.ix0 + d.in_tile_col_step),
+                     w.out_tile.eq(next_col)]
+        m.d.sync += self._start_tile(w, next_col)
+        with m.If(w.tx0 + d.tile_w >= d.out_w):
+            next_row = w.out_tile_row + d.out_tile_row_bytes
+            m.d.sync += [w.tx0.eq(0), w.ix0.eq(-d.pad_left), w.ty0.eq(w.ty0 + d.tile_h),
+                         w.iy0.eq(w.iy0 + d.in_tile_row_step),
+                         w.iy0_bytes.eq(w.iy0_bytes + d.in_tile_row_bytes),
+                         w.out_tile_row.eq(next_row), w.out_tile.eq(next_row)]
+            m.d.sync += self._start_tile(w, next_row)
+            with m.If(w.ty0 + d.tile_h >= d.out_h):
+                m.d.sync += w.running.eq(0)
+
+
+class _Walk:
+    """The sequencer's registers: where the walk over tiles and blocks is."""
+
+    def __init__(self):
+        self.running = Signal()
+        self.ty0, self.tx0 = Signal(12), Signal(12)             # first output row/column
+        self.iy0, self.ix0 = Signal(signed(14)), Signal(signed(14))
+        self.iy0_bytes = Signal(signed(34))
+        self.out_tile_row, self.out_tile = Signal(32), Signal(32)
+        self.mb, self.nb = Signal(10), Signal(10)
+        self.in_block, self.out_block = Signal(32, name="in_block"), Signal(32, name="out_block")
+        self.w_ddr, self.p_ddr = Signal(32, name="w_ddr"), Signal(32, name="p_ddr")
+        self.channels = Signal(signed(15))                      # real channels left

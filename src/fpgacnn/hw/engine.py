@@ -27,9 +27,24 @@ from fpgacnn.hw.memport import DMAReader, DMAWriter, ReadPortSignature, WritePor
 from fpgacnn.hw.program import (DESCRIPTOR_BITS, DESCRIPTOR_STRIDE, check_config,
                                 descriptor_layout)
 from fpgacnn.hw.writer import TILE, OutputWriter
+from fpgacnn.plan.engine import Timing
 
 # cycles from the expansion unit's last output to the last result in the staging buffer
 DRAIN_CYCLES = 1 + pe_array.LATENCY + 2 + postproc.LATENCY + 2
+
+
+def timing() -> Timing:
+    """The engine's fixed costs in cycles, as the planner's cycle model counts them.
+
+    From the state machines below: the descriptor fetch takes a cycle to start, one from
+    command to burst and one (START) to hand the layer to the sequencer; a step's load one
+    from `go` to its first command, one to its first burst and one after its last word
+    (`was_busy`); a step's compute one to see the expander stop and one to start the next
+    (RUN, WAIT); an output block's last step the DRAIN state; a written row the writer's CMD,
+    its first staging read and NEXT; the end FLUSH -> IDLE, RUN -> DONE and DONE -> IDLE.
+    """
+    return Timing(fetch=3, descriptor_bytes=-(-DESCRIPTOR_BITS // 8), load=3, step=2,
+                  drain=DRAIN_CYCLES + 1, write_row=3, write_end=3)
 
 STATES = ("IDLE", "FETCH_CMD", "FETCH", "START", "RUN", "DONE")
 
@@ -72,6 +87,8 @@ class Engine(wiring.Component):
         sub.post = post = postproc.PostProcessor(cfg)
         sub.writer = writer = OutputWriter(cfg)
 
+        self.units = {"sequencer": seq, "loader": loader, "expander": expander,
+                      "writer": writer, "dma_writer": dma_writer}     # for tests and tracing
         desc = Signal(descriptor_layout())
         for unit in (seq, loader, writer):
             m.d.comb += unit.desc.eq(desc)
@@ -83,14 +100,20 @@ class Engine(wiring.Component):
         compute_idle, writer_idle = Signal(), Signal()
         fetching, loading = Signal(), Signal()
         self._control(m, desc, reader, loader, seq, dma_writer, fetching,
-                      idle=(full == 0) & (staged == 0) & compute_idle & writer_idle & ~loading)
+                      idle=(full == 0) & (staged == 0) & compute_idle & writer_idle & ~loading,
+                      hold=writer.sending)
         self._load(m, seq, loader, inputs, weights, full, fetching, loading)
         self._compute(m, desc, loader, inputs, weights, accs, expander, mac, post, staging,
                       writer, full, staged, compute_idle, writer_idle, dma_writer)
         return m
 
-    def _control(self, m, desc, reader, loader, seq, dma_writer, fetching, idle):
-        """Descriptor fetch and layer sequencing; the loader and the fetch share the reader."""
+    def _control(self, m, desc, reader, loader, seq, dma_writer, fetching, idle, hold):
+        """Descriptor fetch and layer sequencing; the loader and the fetch share the reader.
+
+        While `hold` (a tile is being written) the loader takes no data: the memory serves
+        reads before writes, so under back-to-back loads the writer would starve and, through
+        the staging buffer, stall the compute.
+        """
         width = self.config.ddr_width_bits
         beats = -(-DESCRIPTOR_BITS // width)
         gathered = Signal(beats * width)
@@ -102,7 +125,9 @@ class Engine(wiring.Component):
                          reader.data.ready.eq(1)]
         with m.Else():
             wiring.connect(m, loader.cmd, reader.cmd)
-            wiring.connect(m, reader.data, loader.data)
+            m.d.comb += [loader.data.payload.eq(reader.data.payload),
+                         loader.data.valid.eq(reader.data.valid & ~hold),
+                         reader.data.ready.eq(loader.data.ready & ~hold)]
         new_gathered = Cat(gathered[width:], reader.data.payload) if beats > 1 \
             else reader.data.payload
         m.d.comb += self.busy.eq(self.state != STATES.index("IDLE"))

@@ -83,7 +83,7 @@ class Loader(wiring.Component):
                              cmd.payload.length.eq(d.weight_block_bytes)]
             with m.Default():
                 m.d.comb += [cmd.payload.addr.eq(step.p_ddr),
-                             cmd.payload.length.eq(self.config.tm * 16)]
+                             cmd.payload.length.eq(PARAMS_PER_CHANNEL * 4 * self.config.tm)]
         m.d.comb += cmd.valid.eq(issuing & ~self.go)
         with m.If(cmd.valid & cmd.ready):
             with m.Switch(phase):

@@ -1,21 +1,15 @@
 """Cycle, traffic and roofline model of the layer-serial engine (seed 004, Zhang et al.).
 
 The engine computes one layer at a time out of DDR. Loop nest per image and group (Zhang et
-al.'s order): for each output tile of Tr rows x Tc columns and Tm output channels, for each
-chunk of Tn input channels: load the input tile and the weight tile, then the Q x L = Tm x Tn
-PE array spends one cycle per output pixel of the tile and kernel position. Edge tiles are
-smaller (no padding cycles). The formulas, also written out in docs/planning.md:
-
-    t_comp(rr, cc)          = rr * cc * Kh * Kw
-    t_load(rr, cc, mm, nn)  = latency + ceil((in_bytes + w_bytes) / B)
-    t_store(rr, cc, mm)     = latency + ceil(out_bytes / B)     (pooled: rr/2 x cc/2 pixels)
-    B                       = min(ddr_bytes_per_cycle, ddr_width_bits / 8)
-    steps(rr, cc, mm)       = sum over n-chunks of max(t_comp, t_load)   (input/weight ping-pong)
-    port(rr, cc, mm)        = sum over n-chunks of t_load + t_store      (one DDR port)
-    pass                    = t_load(first) + t_store(last)
-                              + sum over output tiles of max(steps, port) (output ping-pong)
-    cycles                  = groups * batch * pass
-    compute_cycles          = groups * batch * ceil(M/Tm) * ceil(N/Tn) * R * C * Kh * Kw
+al.'s order, which the RTL engine follows): for each output tile of Tr rows x Tc columns and
+Tm = Q output channels, for each block of Tn = L input channels (a step): load the input tile,
+the padded Q x L weight block and, on the last block, the Q parameter records; then the Q x L
+array spends one cycle per output pixel and kernel position; after the last step the tile is
+drained into the staging buffer and written back while the next output block computes. Steps
+are pipelined through ping-pong buffers (a step costs the longer of its load and its compute),
+the write-back shares the one DDR port with the loads, and the fixed costs of the RTL's state
+machines are `Timing`. The formulas are written out in docs/planning.md ("The engine model");
+`tests/test_sim_engine.py` holds the simulated engine to them within 3%.
 
 Every function takes numpy arrays of tile sizes so that the explorer evaluates thousands of
 designs at once; `plan_layers` is the one-design entry point.
@@ -37,24 +31,62 @@ from fpgacnn.plan.bram import bram18_count_array
 from fpgacnn.plan.workload import Layer
 
 
+PARAM_BYTES_PER_CHANNEL = 16    # bias, multiplier, shift and activation slope, int32 each
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The engine's fixed costs in cycles, besides transfers and pixels (docs/planning.md).
+
+    The RTL derives the same figures from its pipelines (`fpgacnn.hw.engine.timing`); a test
+    holds the two equal.
+    """
+
+    fetch: int = 3              # start to the first load, besides the descriptor's transfer
+    descriptor_bytes: int = 78
+    load: int = 3               # a step's load, from its start to the next one's, besides transfer
+    step: int = 2               # a step's compute, start to next start, besides one cycle a pixel
+    drain: int = 16             # after an output block's last step: to its tile in the staging
+    write_row: int = 3          # per written row of a tile (one DMA command), besides its words
+    write_end: int = 3          # from the last write response to the end of the run
+
+
+ENGINE = Timing()
+
+
 @dataclass(frozen=True)
 class Memory:
-    """The DDR port and word widths the model needs (from the hardware configuration)."""
+    """The DDR port and word widths the model needs (from the hardware configuration).
+
+    `word_bytes` is the port's word, `burst_len` its longest burst in words.
+    """
 
     act_bits: int
     weight_bits: int
     acc_bits: int
     bytes_per_cycle: float
     latency: int
+    word_bytes: int = 1
+    burst_len: int = 256
 
     @classmethod
     def of(cls, config: HardwareConfig) -> "Memory":
         return cls(config.act_bits, config.weight_bits, config.acc_bits,
-                   effective_bytes_per_cycle(config), config.ddr_latency)
+                   effective_bytes_per_cycle(config), config.ddr_latency,
+                   config.ddr_width_bits // 8, config.burst_len)
 
-    def transfer(self, nbytes):
-        """Cycles to move `nbytes` (array) in one request."""
-        return self.latency + np.ceil(nbytes / self.bytes_per_cycle).astype(np.int64)
+    def beats(self, nbytes):
+        return -(-nbytes // self.word_bytes)
+
+    def data_cycles(self, beats):
+        """Cycles the port needs for `beats` words in a row, one word a cycle at most; the
+        first word is paid by the credit the memory saved while idle (docs/simulation.md)."""
+        paced = np.ceil((beats - 1) * self.word_bytes / self.bytes_per_cycle).astype(np.int64)
+        return np.maximum(beats, paced)
+
+    def commands(self, count, beats):
+        """Cycles to issue `count` commands of `beats` words each: one to accept, one a burst."""
+        return count * (1 + -(-beats // self.burst_len))
 
 
 def effective_bytes_per_cycle(config: HardwareConfig) -> float:
@@ -75,65 +107,126 @@ def _classes(extent: int, tile):
     return [(np.minimum(tile, extent), full), edge]
 
 
-def _first(extent, tile):
-    return np.minimum(np.asarray(tile, dtype=np.int64), extent)
-
-
-def _last(extent, tile):
-    tile = np.asarray(tile, dtype=np.int64)
-    rem = extent % tile
-    return np.where(rem > 0, rem, np.minimum(tile, extent))
-
-
-def _load_bytes(layer: Layer, mem: Memory, rr, cc, mm, nn):
-    in_bytes = _nbytes(nn * layer.input_rows(rr) * layer.input_cols(cc), mem.act_bits)
-    w_bytes = _nbytes(mm * nn * layer.kh * layer.kw, mem.weight_bits)
-    return in_bytes + w_bytes
-
-
-def _store_bytes(mem: Memory, rr, cc, mm):
-    return _nbytes(mm * rr * cc, mem.act_bits)
-
-
 def _pool_tile(tile, pool: int):
     """A fused pool needs whole windows per tile: round the tile down to a multiple."""
     tile = np.asarray(tile, dtype=np.int64)
     return tile if pool == 1 else np.maximum(tile // pool * pool, pool)
 
 
-def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc):
+def _window(stride, kernel, dilation):
+    """Input extent that `out` outputs read, padding included."""
+    return lambda out: (out - 1) * stride + (kernel - 1) * dilation + 1
+
+
+def _extents(out: int, full_out: int, tile, size: int, need):
+    """Tile classes of one dimension: [(tiles' output extent, count, input extent loaded)].
+
+    The first tile, the middle ones and the last are separate classes: the first does not
+    read the padding before the image, the last what lies beyond it (`size`; 0: no padding).
+    The padding before is taken as the larger half of what the `full_out` outputs need.
+    """
+    tile = np.minimum(np.asarray(tile, dtype=np.int64), out)
+    full, rem = out // tile, out % tile
+    count = full + (rem > 0)
+    last = np.where(rem > 0, rem, tile)
+    before = -(-max(0, need(full_out) - size) // 2) if size else 0
+    after = max(0, need(out) - before - size) if size else 0
+    single = count == 1
+    return [(tile, np.ones_like(tile), need(tile) - before - np.where(single, after, 0)),
+            (tile, np.maximum(full - 1 - ((rem == 0) & (count > 1)), 0), need(tile)),
+            (last, (count > 1).astype(np.int64), need(last) - after)]
+
+
+def _step_loads(mem, timing, lh, lw, w_beats, p_beats, row_bytes):
+    """Words read by a step of `lh` x `lw` input pixels, and its load cycles without and with
+    the output block's parameters (an output block's last step reads them).
+
+    The loader sends one command per input row, then the weights', then the parameters';
+    each costs a cycle and one per burst to issue, so the last command's words may come
+    later than the port could bring them.
+    """
+    row_beats = mem.beats(lw * row_bytes)
+    beats = lh * row_beats + w_beats
+    rows = mem.commands(lh, row_beats)
+    load = timing.load + mem.latency + np.maximum(mem.data_cycles(beats),
+                                                  rows + mem.data_cycles(w_beats))
+    load_p = timing.load + mem.latency + np.maximum(
+        np.maximum(mem.data_cycles(beats + p_beats), rows + mem.data_cycles(w_beats + p_beats)),
+        rows + mem.commands(1, w_beats) + mem.data_cycles(p_beats))
+    return beats, load, load_p
+
+
+def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc, timing: Timing = ENGINE):
     """(cycles, ddr_bytes) of one layer for arrays of tile sizes (broadcast together)."""
-    cycles = 0
-    traffic = 0
+    tm, tn = (np.asarray(v, dtype=np.int64) for v in (tm, tn))
     pool = layer.pool
     tr, tc = _pool_tile(tr, pool), _pool_tile(tc, pool)
-    m_classes, n_classes = _classes(layer.m, tm), _classes(layer.n, tn)
-    for rr, nr in _classes(layer.rows, tr):
-        rows = layer.input_rows(rr)
-        for cc, nc in _classes(layer.cols, tc):
-            comp = rr * cc * layer.kh * layer.kw
-            pixels = rows * layer.input_cols(cc)
-            for mm, nm in m_classes:
-                tile, port = 0, 0
-                count = nr * nc * nm
-                for nn, nnum in n_classes:
-                    load = _nbytes(nn * pixels, mem.act_bits) + _nbytes(
-                        mm * nn * layer.kh * layer.kw, mem.weight_bits)
-                    t_load = mem.transfer(load)
-                    tile = tile + nnum * np.maximum(comp, t_load)
-                    port = port + nnum * t_load
-                    traffic = traffic + count * nnum * load
-                store = _store_bytes(mem, rr // pool, cc // pool, mm)
-                port = port + mem.transfer(store)
-                cycles = cycles + count * np.maximum(tile, port)
-                traffic = traffic + count * store
-    first = mem.transfer(_load_bytes(layer, mem, _first(layer.rows, tr),
-                                     _first(layer.cols, tc), _first(layer.m, tm),
-                                     _first(layer.n, tn)))
-    last = mem.transfer(_store_bytes(mem, _last(layer.rows, tr) // pool,
-                                     _last(layer.cols, tc) // pool, _last(layer.m, tm)))
+    row_bytes = _nbytes(tn, mem.act_bits)           # one pixel of L channels
+    k = layer.kh * layer.kw
+    w_beats = mem.beats(_nbytes(tm * tn * k, mem.weight_bits))
+    p_beats = mem.beats(tm * PARAM_BYTES_PER_CHANNEL)
+    in_blocks = -(-layer.n // tn)
+    rows = _extents(layer.rows, layer.r, tr, layer.in_h, _window(layer.sh, layer.kh, layer.dh))
+    cols = _extents(layer.cols, layer.c, tc, layer.in_w, _window(layer.sw, layer.kw, layer.dw))
+    blocks = -(-layer.m // tm)
+    m_last = layer.m - (blocks - 1) * tm
+    cycles, traffic = 0, 0
+    for i, (rr, nr, lh) in enumerate(rows):
+        for j, (cc, nc, lw) in enumerate(cols):
+            beats, load, load_p = _step_loads(mem, timing, lh, lw, w_beats, p_beats, row_bytes)
+            comp = rr * cc * k + timing.step
+            steps = np.where(in_blocks == 1, np.maximum(comp + timing.drain, load_p),
+                             (in_blocks - 2) * np.maximum(comp, load) + np.maximum(comp, load_p)
+                             + np.maximum(comp + timing.drain, load))
+            loads = (in_blocks - 1) * load + load_p
+            # an output block's steps share the port with the previous block's write-back
+            store, send = _store(mem, timing, layer, rr, cc, tm, tn, row_bytes)
+            previous = _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn,
+                                      row_bytes)
+            tile = (np.maximum(steps, loads + previous)
+                    + (blocks - 1) * np.maximum(steps, loads + send))
+            stores = (blocks - 1) * store + _store(mem, timing, layer, rr, cc, m_last, tn,
+                                                   row_bytes)[0]
+            cycles = cycles + nr * nc * tile
+            traffic = traffic + nr * nc * (blocks * (in_blocks * beats + p_beats) + stores)
+    ends = _ends(layer, mem, timing, rows, cols, tm, tn, k, w_beats, p_beats, in_blocks,
+                 row_bytes, m_last)
     passes = layer.groups * layer.batch
-    return passes * (cycles + first + last), passes * traffic
+    return passes * (cycles + ends), passes * (traffic * mem.word_bytes + timing.descriptor_bytes)
+
+
+def _store(mem, timing, layer, rr, cc, mm, tn, row_bytes):
+    """Words written for one output block, and the cycles the writer sends them in (loads
+    wait meanwhile)."""
+    pool = layer.pool
+    lines = -(-mm // tn) * (rr // pool)             # one DMA command per row of L channels
+    words = mem.beats((cc // pool) * row_bytes)
+    return lines * words, lines * (mem.data_cycles(words) + timing.write_row)
+
+
+def _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn, row_bytes):
+    """The write-back that tile class (i, j)'s first output block waits for: the previous
+    tile's last block (tiles go in raster order; all but a row's last are full width)."""
+    if j:
+        return _store(mem, timing, layer, rows[i][0], cols[0][0], m_last, tn, row_bytes)[1]
+    if i:
+        return _store(mem, timing, layer, rows[0][0], cols[2][0], m_last, tn, row_bytes)[1]
+    return 0
+
+
+def _ends(layer, mem, timing, rows, cols, tm, tn, k, w_beats, p_beats, in_blocks, row_bytes,
+          m_last):
+    """What the sum over output blocks leaves out: the descriptor fetch; the first load (the
+    steps pipeline loads one step ahead: when loads are the longer, the last compute instead);
+    the last write-back and its response latency."""
+    fetch = timing.fetch + mem.latency + mem.data_cycles(mem.beats(timing.descriptor_bytes))
+    (_, _, lh0), (rr1, _, _) = rows[0], rows[2]
+    (_, _, lw0), (cc1, _, _) = cols[0], cols[2]
+    first = np.where(in_blocks == 1, *_step_loads(mem, timing, lh0, lw0, w_beats, p_beats,
+                                                  row_bytes)[:0:-1])
+    last = rr1 * cc1 * k + timing.step + timing.drain
+    write = _store(mem, timing, layer, rr1, cc1, m_last, tn, row_bytes)[1]
+    return fetch + np.minimum(first, last) + write + mem.latency + timing.write_end
 
 
 def compute_cycles(layer: Layer, tm, tn):
