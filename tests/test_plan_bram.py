@@ -142,6 +142,8 @@ def test_cli_bram_bad_numbers_exit_2(argv, capsys):
 ])
 def test_engine_buffers_are_the_memories_the_generator_builds(config):
     """The planner's list of the engine's memories against the Amaranth buffers (hw/)."""
+    from amaranth.hdl import Fragment
+
     from fpgacnn.hw import buffers
 
     built = {"input": buffers.input_buffer(config), "weight": buffers.weight_buffer(config),
@@ -150,6 +152,8 @@ def test_engine_buffers_are_the_memories_the_generator_builds(config):
     expected = {name: (b.width, 2 * b.depth) for name, b in built.items()}
     accumulators = buffers.AccumulatorBuffer(config)
     expected["accumulator"] = (accumulators.width, accumulators.depth)
+    for built_buffer in (*built.values(), accumulators):
+        Fragment.get(built_buffer, None)        # elaborated: the memories really are built
     c = config
     assert engine_buffers(c.tm, c.tn, c.tr, c.tc, c.act_bits, c.weight_bits, c.acc_bits,
                           c.max_kernel, c.max_stride) == expected
