@@ -26,8 +26,10 @@ ANGEL_EYE_GOPS = 137.0          # VGG16, 150 MHz, 780 DSPs (Qiu et al., FPGA'16)
 ANGEL_EYE_DSPS = 780
 MODELS = {"vgg16": 224, "yolov3-tiny": 416}
 # YOLOv3-tiny's layer-9 pool (its input also feeds the route, so it is not fused) has stride 2:
-# the vector unit's pool stride is bounded by max_stride, 1 in the VGG16-sized ZC706 config
-CONFIGS = {"vgg16": ZC706, "yolov3-tiny": ZC706.with_(max_stride=2)}
+# the vector unit's pool stride is bounded by max_stride, 1 in the VGG16-sized ZC706 config.
+# VGG16's first FC layer reads 512 x 7 x 7 values: as a 1x1 conv its 3,136 input blocks exceed
+# the descriptor's 10-bit field, as the 7x7 conv it is it needs max_kernel >= 7.
+CONFIGS = {"vgg16": ZC706.with_(max_kernel=7), "yolov3-tiny": ZC706.with_(max_stride=2)}
 
 
 def quantized(name, size):

@@ -215,3 +215,11 @@ def test_darknet_pools_with_unread_padding_are_fused():
     conv = values["layer0_conv"]
     pooled = conv.reshape(1, 16, 16, 2, 16, 2).max(axis=(3, 5))
     np.testing.assert_array_equal(pooled, values["layer1_maxpool"])
+
+
+def test_fc_too_wide_for_the_descriptor_is_named():
+    """3 x 512 x 7 x 7 flattened inputs as a 1x1 conv: 3,136 input blocks of 8, more than the
+    descriptor holds; the error names the layer."""
+    qmodel = quantized(nn.Sequential(nn.Flatten(), nn.Linear(512 * 7 * 7, 4)), (2, 512, 7, 7))
+    with pytest.raises(UserError, match=r"layer '1': descriptor field in_blocks = 3136"):
+        compile_network(qmodel, SMALL.with_(max_kernel=3))

@@ -153,12 +153,15 @@ class _Context:
         return self.ddr_map.region(f"fmap.{tensor}").offset
 
     def place(self, step: Step) -> Step:
-        if step.unit == "engine":
-            descriptor = self.engine_descriptor(step)
-        elif step.unit == "vector":
-            descriptor = self.vector_descriptor(step)
-        else:
+        if step.unit not in ("engine", "vector"):
             return step
+        try:
+            descriptor = self.engine_descriptor(step) if step.unit == "engine" \
+                else self.vector_descriptor(step)
+        except UserError as e:
+            if f"'{step.layers[0]}'" in str(e):
+                raise
+            raise UserError(f"layer {step.layers[0]!r}: {e}") from None
         offset = self.builder.add(f"{step.name}.descriptor", "descriptor", descriptor.to_bytes())
         return replace(step, descriptor=offset)
 
