@@ -83,7 +83,9 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
                 else:
                     steps = ((n_blocks - 2) * max(comp, load) + max(comp, load_p)
                              + max(comp + t.drain, load))
-                total += max(steps, (n_blocks - 1) * load + load_p + send)   # previous write
+                slack = max(0, comp + t.drain - load_p if n_blocks == 1 else comp - load)
+                loads = (n_blocks - 1) * load + load_p
+                total += max(steps + max(0, send - slack), loads + send)    # previous write
                 lines = ceil(min(tm, layer.m - mb * tm) / tn) * (rr // p)
                 written = beats((cc // p) * row_bytes)
                 send = lines * (data(written) + t.write_row)

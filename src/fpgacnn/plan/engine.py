@@ -179,12 +179,15 @@ def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc, timing: Timing = ENG
                              (in_blocks - 2) * np.maximum(comp, load) + np.maximum(comp, load_p)
                              + np.maximum(comp + timing.drain, load))
             loads = (in_blocks - 1) * load + load_p
-            # an output block's steps share the port with the previous block's write-back
+            # the previous block's write-back holds the load in flight: a compute waits for
+            # what its step's slack does not cover
+            slack = np.where(in_blocks == 1, comp + timing.drain - load_p, comp - load)
+            slack = np.maximum(slack, 0)
             store, send = _store(mem, timing, layer, rr, cc, tm, tn, row_bytes)
             previous = _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn,
                                       row_bytes)
-            tile = (np.maximum(steps, loads + previous)
-                    + (blocks - 1) * np.maximum(steps, loads + send))
+            tile = (_block(steps, loads, previous, slack)
+                    + (blocks - 1) * _block(steps, loads, send, slack))
             stores = (blocks - 1) * store + _store(mem, timing, layer, rr, cc, m_last, tn,
                                                    row_bytes)[0]
             cycles = cycles + nr * nc * tile
@@ -202,6 +205,12 @@ def _store(mem, timing, layer, rr, cc, mm, tn, row_bytes):
     lines = -(-mm // tn) * (rr // pool)             # one DMA command per row of L channels
     words = mem.beats((cc // pool) * row_bytes)
     return lines * words, lines * (mem.data_cycles(words) + timing.write_row)
+
+
+def _block(steps, loads, send, slack):
+    """An output block's cycles: its steps, delayed by the write-back beyond one step's slack,
+    and at least its loads and the write-back, which take turns on the port."""
+    return np.maximum(steps + np.maximum(send - slack, 0), loads + send)
 
 
 def _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn, row_bytes):
