@@ -16,6 +16,7 @@
 import argparse
 import resource
 import sys
+import threading
 import time
 
 from sim_speed import VGG16_3X3, ZC706, conv_qmodel, pysim_cycles_per_second, speed_memcopy
@@ -48,6 +49,26 @@ def full_layer(config, device, layer):
     return result, child_cpu_seconds() - cpu
 
 
+def with_deep_recursion(function, *args):
+    """`function(*args)` in a thread with a large stack and recursion limit: Amaranth's
+    simulator compiles the ZC706-sized engine into Python nested deeper than the defaults allow
+    (RecursionError)."""
+    outcome = []
+    limit = sys.getrecursionlimit()
+    threading.stack_size(512 << 20)
+    sys.setrecursionlimit(100_000)
+    try:
+        thread = threading.Thread(target=lambda: outcome.append(function(*args)))
+        thread.start()
+        thread.join()
+    finally:
+        sys.setrecursionlimit(limit)
+        threading.stack_size(0)
+    if not outcome:
+        raise RuntimeError("Amaranth's simulator failed on the engine (see the thread's error)")
+    return outcome[0]
+
+
 def first_cycles(config, top, device, layer, cycles):
     """Cycles/s of Verilator and of Amaranth pysim over the same first `cycles` of `layer`."""
     from fpgacnn.sim.check import build_engine_image
@@ -59,14 +80,15 @@ def first_cycles(config, top, device, layer, cycles):
     device.load(image.image)
     device.start(start)
     ours = device.run_to(cycles)
-    peer = pysim_cycles_per_second(top, config, image.image, [start], cycles)
+    peer = with_deep_recursion(pysim_cycles_per_second, top, config, image.image, [start],
+                               cycles)
     return ours.cycles / ours.seconds, peer
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer", default="conv3_2", choices=[row[0] for row in VGG16_3X3])
-    parser.add_argument("--peer-cycles", type=int, default=1000)
+    parser.add_argument("--peer-cycles", type=int, default=3000)
     args = parser.parse_args(argv)
     config = ZC706
     layer = next(row for row in VGG16_3X3 if row[0] == args.layer)
