@@ -10,6 +10,8 @@ from fpgacnn.cli import main
 from fpgacnn.config import HardwareConfig
 
 ZHANG = ["plan", "workload:zhang-alexnet", "--device", "xc7vx485t", "--float32"]
+# the default 16 x 8 engine takes 256 DSP48E1 (post-processing included): an 8 x 8 one fits
+Z020 = ["--device", "xc7z020", "--set", "tm=8"]
 
 
 def run_json(argv, capsys):
@@ -35,6 +37,7 @@ def test_zhang_cycles_from_the_command_line(capsys):
                                                                127_764, 85_176]
     assert report["totals"]["compute_cycles"] == 1_002_946
     assert report["totals"]["dsp"] == 2240 and report["dsp_per_mac"] == 5
+    assert report["resource_model"] == "mac-array"      # --float32: Zhang et al.'s DSP model
     for layer in report["layers"]:
         assert {"name", "op", "compute_cycles", "cycles", "bound", "dsp", "bram18"} <= set(layer)
         assert layer["cycles"] >= layer["compute_cycles"]
@@ -42,15 +45,19 @@ def test_zhang_cycles_from_the_command_line(capsys):
 
 
 def test_zhang_exploration_from_the_command_line(capsys, tmp_path):
+    # the paper's assumptions: 5 DSPs per fp32 MAC, the MAC array alone, and the VC707's
+    # 12.8 GB/s (128 bytes a cycle at 100 MHz) through a 1024-bit port
     out = tmp_path / "hw.toml"
     plots = tmp_path / "plots"
     report = run_json(ZHANG + ["--explore", "--max-dsp", "2240", "--clock", "100",
+                               "--set", "ddr_width_bits=1024",
                                "-o", str(out), "--plots", str(plots)], capsys)
     assert (report["config"]["tm"], report["config"]["tn"]) == (64, 7)
-    assert report["totals"]["dsp"] <= 2240
+    assert report["totals"]["dsp"] == 2240 and report["resource_model"] == "mac-array"
     assert report["exploration"]["front"][-1]["dsp"] == 2240
     config = HardwareConfig.from_toml(out)
     assert (config.tm, config.tn, config.act_bits, config.clock_mhz) == (64, 7, 32, 100.0)
+    assert (config.ddr_width_bits, config.ddr_bytes_per_cycle) == (1024, 128.0)
     for name in ("roofline.png", "layers.png"):
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -79,7 +86,7 @@ def test_graph_model_and_qmodel(capsys, tmp_path):
     from fpgacnn.quant import QuantConfig, quantize
 
     graph = load_model("zoo:digits")
-    report = run_json(["plan", "zoo:digits", "--device", "xc7z020"], capsys)
+    report = run_json(["plan", "zoo:digits", *Z020], capsys)
     gemm = [n.name for n in graph.nodes if n.op.kind in ("Conv2d", "Linear")]
     assert [l["name"] for l in report["layers"]] == gemm
     assert {r["op"] for r in report["not_modeled"]} <= {"MaxPool", "Flatten", "ReLU"}
@@ -88,15 +95,46 @@ def test_graph_model_and_qmodel(capsys, tmp_path):
     qm = quantize(graph, calib, QuantConfig(scheme="pow2", bits=6))
     path = tmp_path / "digits.q.npz"
     qm.save(path)
-    report = run_json(["plan", str(path), "--device", "xc7z020"], capsys)
+    report = run_json(["plan", str(path), *Z020], capsys)
     assert report["config"]["act_bits"] == 6 and report["config"]["weight_bits"] == 6
     assert [l["name"] for l in report["layers"]] == [l.name for l in qm.layers
                                                      if l.op.kind in ("Conv2d", "Linear")]
     # the same layers (and fused pools) as the float graph gives
-    float_report = run_json(["plan", "zoo:digits", "--device", "xc7z020", "--bits", "6"],
+    float_report = run_json(["plan", "zoo:digits", *Z020, "--bits", "6"],
                             capsys)
     cycles = [l["cycles"] for l in report["layers"]]
     assert cycles == [l["cycles"] for l in float_report["layers"]]
+
+
+def test_exploration_fits_the_engine_as_generated(capsys, tmp_path):
+    # digits on the xc7z020: the explored engine's DSPs, post-processing included, fit its 220
+    # (a 16 x 8 array would: 128 MACs + 16 lanes of 8 = 256); its buffers fit its 280 RAMB18
+    from fpgacnn.plan.bram import engine_buffers, map_buffer_best
+    from fpgacnn.plan.dsp import engine_dsps
+
+    out = tmp_path / "hw.toml"
+    report = run_json(["plan", "zoo:digits", "--device", "xc7z020", "--explore",
+                       "-o", str(out)], capsys)
+    c = HardwareConfig.from_toml(out)
+    dsp = engine_dsps(c.tm, c.tn, c.act_bits, c.weight_bits, c.acc_bits, "DSP48E1")
+    buffers = engine_buffers(c.tm, c.tn, c.tr, c.tc, c.act_bits, c.weight_bits, c.acc_bits,
+                             c.max_kernel, c.max_stride)
+    bram = sum(map_buffer_best(width, depth).bram18 for width, depth in buffers.values())
+    assert report["resource_model"] == "engine"
+    assert report["totals"]["dsp"] == dsp <= 220
+    assert report["totals"]["bram18"] == bram <= 280
+    assert all(d["dsp"] <= 220 for d in report["exploration"]["front"])
+    err = run_error(["plan", "zoo:digits", "--device", "xc7z020", "--set", "tm=16,tn=8"],
+                    capsys)
+    assert "DSP needed 256, available 220" in err and "16 post-processing lanes" in err
+    mac_array = run_json(["plan", "zoo:digits", "--device", "xc7z020", "--set", "tm=16,tn=8",
+                          "--resource-model", "mac-array"], capsys)
+    assert mac_array["totals"]["dsp"] == 128 and mac_array["resource_model"] == "mac-array"
+
+
+def test_float32_has_no_engine_resource_model(capsys):
+    err = run_error(ZHANG + ["--resource-model", "engine"], capsys)
+    assert "--resource-model engine" in err and "float32" in err
 
 
 def test_unknown_device_lists_known(capsys):
@@ -137,7 +175,7 @@ def test_unknown_workload(capsys):
 
 
 def test_training_flag(capsys):
-    argv = ["plan", "zoo:digits", "--device", "xc7z020", "--training", "--batch", "4"]
+    argv = ["plan", "zoo:digits", *Z020, "--training", "--batch", "4"]
     try:
         from fpgacnn.train.workload import training_step_layers
     except ImportError:
@@ -152,7 +190,7 @@ def test_training_flag(capsys):
     assert step["cycles"] == sum(l["cycles"] for l in report["layers"])
     assert step["ddr_bytes"] == sum(l["ddr_bytes"] for l in report["layers"])
     # a Linear on a batch of 4 reads each weight once: 4x the forward MACs of batch 1
-    forward = run_json(["plan", "zoo:digits", "--device", "xc7z020"], capsys)
+    forward = run_json(["plan", "zoo:digits", *Z020], capsys)
     fc = [l for l in forward["layers"] if l["op"] == "linear"][0]
     fc4 = next(l for l in report["layers"] if l["name"] == fc["name"])
     assert fc4["macs"] == 4 * fc["macs"]
@@ -240,7 +278,7 @@ def test_training_weight_gradient_beyond_the_rtl_kernel_limit_is_flagged(capsys,
 def test_training_over_budget_names_the_layer_that_sizes_the_buffers(capsys, tmp_path):
     pytest.importorskip("fpgacnn.train.workload")
     model = conv_onnx(tmp_path / "c.onnx", 20, 3)
-    err = run_error(["plan", model, "--device", "xc7z020", "--training",
+    err = run_error(["plan", model, *Z020, "--training",
                      "--max-bram18", "20"], capsys)
     assert "RAMB18" in err and "available 20" in err
     assert ".grad_weight" in err and "max_kernel 18" in err

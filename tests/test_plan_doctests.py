@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["bram", "dataflow", "devices", "dsp", "engine", "explore", "plots", "report",
-           "source", "workload"]
+           "resources", "source", "workload"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -8,7 +8,10 @@ from hypothesis import given, settings, strategies as st
 
 from fpgacnn.config import HardwareConfig
 from fpgacnn.ir import ops
+from fpgacnn.plan.bram import engine_buffers, map_buffer_best
+from fpgacnn.plan.dsp import engine_dsps
 from fpgacnn.plan.engine import ENGINE, Memory, compute_cycles, layer_cycles, plan_layers
+from fpgacnn.plan.resources import MacArrayResources
 from fpgacnn.plan.workload import Layer, layer_from_op, layers_from_graph, zhang_alexnet
 
 # Zhang et al., FPGA'15, Table 4: <Tm, Tn> = <64, 7>, cycles of conv1..conv5 (one group).
@@ -17,7 +20,7 @@ ZHANG_CYCLES = [366_025, 255_150, 168_831, 127_764, 85_176]
 
 def test_zhang_alexnet_compute_cycles():
     cfg = HardwareConfig(tm=64, tn=7, act_bits=32, weight_bits=32, acc_bits=32)
-    plan = plan_layers(zhang_alexnet(), cfg, per_mac=5)
+    plan = plan_layers(zhang_alexnet(), cfg, MacArrayResources(per_mac=5))
     assert [p.compute_cycles for p in plan.layers] == ZHANG_CYCLES
     assert plan.compute_cycles == 1_002_946
     assert plan.dsp == 2240
@@ -196,3 +199,25 @@ def test_plan_layers_takes_triples_and_reports_roofline():
     assert fc.ctc == pytest.approx(fc.ops / fc.ddr_bytes)
     assert fc.attainable == pytest.approx(min(fc.compute_roof, fc.ctc * 0.1))
     assert fc.ddr_bytes >= 10 * 1024     # every weight is read at least once
+
+
+def test_plan_counts_the_engine_as_generated_by_default():
+    # DSPs: engine_dsps (held to yosys by tests/test_hw_synth.py); block RAM: each generated
+    # buffer mapped one at a time; a layer's own buffers are sized for its own window
+    cfg = HardwareConfig(device="xczu3eg", tm=16, tn=8, tr=8, tc=8, max_kernel=5,
+                         max_stride=2)
+    triples = [("c1", ops.Conv2d(8, 16, 3, padding=1), (1, 8, 16, 16)),
+               ("c2", ops.Conv2d(16, 16, 5, stride=2), (1, 16, 16, 16))]
+    plan = plan_layers(triples, cfg)
+
+    def units(kernel, stride):
+        buffers = engine_buffers(16, 8, 8, 8, 8, 8, 32, kernel, stride)
+        return sum(map_buffer_best(width, depth).bram18 for width, depth in buffers.values())
+
+    assert plan.dsp == engine_dsps(16, 8, 8, 8, 32, "DSP48E2") == 128 + 16 * 8
+    assert plan.bram18 == units(5, 2)
+    assert [(p.dsp, p.bram18) for p in plan.layers] == [(plan.dsp, units(3, 1)),
+                                                        (plan.dsp, units(5, 2))]
+    assert plan.resources.name == "engine"
+    zhang = plan_layers(triples, cfg, MacArrayResources(per_mac=0.5))
+    assert zhang.dsp == 64 and zhang.cycles == plan.cycles

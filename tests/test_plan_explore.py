@@ -3,13 +3,17 @@
 from itertools import product
 from math import ceil
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from fpgacnn.config import HardwareConfig
-from fpgacnn.plan.bram import map_buffer_best
+from fpgacnn.errors import UserError
+from fpgacnn.plan.bram import engine_buffers, map_buffer_best
 from fpgacnn.plan.devices import Device, load_device
+from fpgacnn.plan.dsp import engine_dsps
 from fpgacnn.plan.engine import Memory, layer_cycles, plan_layers
 from fpgacnn.plan.explore import explore_engine, tile_candidates
+from fpgacnn.plan.resources import EngineResources, MacArrayResources
 from fpgacnn.plan.workload import Layer, zhang_alexnet
 
 FP32 = HardwareConfig(act_bits=32, weight_bits=32, acc_bits=32, clock_mhz=100.0,
@@ -18,7 +22,8 @@ FP32 = HardwareConfig(act_bits=32, weight_bits=32, acc_bits=32, clock_mhz=100.0,
 
 def test_zhang_exploration_chooses_64_7():
     # Zhang et al., FPGA'15: 2240 DSPs at 5 per fp32 MAC on the VC707 -> <Tm, Tn> = <64, 7>.
-    found = explore_engine(zhang_alexnet(), FP32, load_device("xc7vx485t"), 5, max_dsp=2240)
+    found = explore_engine(zhang_alexnet(), FP32, load_device("xc7vx485t"),
+                           MacArrayResources(per_mac=5), max_dsp=2240)
     assert (found.config.tm, found.config.tn) == (64, 7)
     assert found.best.dsp == 2240
     assert found.front[-1] == found.best
@@ -38,15 +43,37 @@ def tiny_device(dsp, bram36):
 
 
 def buffer_units(mem, tm, tn, tr, kmax, smax):
-    """The engine's ping-pong buffers, from the BRAM model one buffer at a time."""
+    """Zhang et al.'s banked ping-pong buffers, from the BRAM model one buffer at a time."""
     side = (tr - 1) * smax + kmax
     return (map_buffer_best(mem.act_bits, side * side, 2 * tn).bram18
             + map_buffer_best(tn * mem.weight_bits, kmax * kmax, 2 * tm).bram18
             + map_buffer_best(mem.acc_bits, tr * tr, 2 * tm).bram18)
 
 
-def brute_force(layers, mem, per_mac, max_dsp, max_bram):
-    """Every candidate design, evaluated one at a time; the best and the Pareto front."""
+def engine_units(mem, tm, tn, tr, kmax, smax):
+    """The generated engine's buffers (`engine_buffers`), each mapped one at a time."""
+    buffers = engine_buffers(tm, tn, tr, tr, mem.act_bits, mem.weight_bits, mem.acc_bits,
+                             kmax, smax)
+    return sum(map_buffer_best(width, depth).bram18 for width, depth in buffers.values())
+
+
+def costs(model, mem, dsp_type="DSP48E1"):
+    """(dsp(tm, tn), bram(tm, tn, tr, kmax, smax)) of a resource model, one design at a
+    time: "engine" or a MAC-array model's DSPs per MAC."""
+    if model == "engine":
+        return (lambda tm, tn: engine_dsps(tm, tn, mem.act_bits, mem.weight_bits,
+                                           mem.acc_bits, dsp_type), engine_units)
+    return (lambda tm, tn: ceil(tm * tn * model)), buffer_units
+
+
+def resources_of(model, dsp_type="DSP48E1"):
+    return EngineResources(dsp_type) if model == "engine" else MacArrayResources(model)
+
+
+def brute_force(layers, mem, model, max_dsp, max_bram):
+    """Every candidate design, evaluated one at a time; the best and the Pareto front
+    (None when no design fits)."""
+    dsp_of, bram_of = costs(model, mem)
     kmax = max(l.kh for l in layers)
     smax = max(l.sh for l in layers)
     designs = []
@@ -54,14 +81,16 @@ def brute_force(layers, mem, per_mac, max_dsp, max_bram):
                               tile_candidates([l.n for l in layers]),
                               tile_candidates([l.r for l in layers] + [l.c for l in layers])):
         tm, tn, tr = int(tm), int(tn), int(tr)
-        dsp = ceil(tm * tn * per_mac)
+        dsp = dsp_of(tm, tn)
         if dsp > max_dsp:
             continue
-        bram = buffer_units(mem, tm, tn, tr, kmax, smax)
+        bram = bram_of(mem, tm, tn, tr, kmax, smax)
         if bram > max_bram:
             continue
         cycles = sum(int(layer_cycles(l, mem, tm, tn, tr, tr)[0]) for l in layers)
         designs.append((cycles, dsp, bram))
+    if not designs:
+        return None
     best = min(designs)
     front, last = [], None
     for cycles, dsp, _ in sorted(designs, key=lambda d: (d[1], d[0])):
@@ -78,27 +107,35 @@ small_layers = st.lists(st.builds(
     st.integers(1, 2)), min_size=1, max_size=2)
 
 
-@settings(max_examples=30)
-@given(layers=small_layers, dsp=st.integers(1, 120), bram36=st.integers(4, 60),
-       bytes_per_cycle=st.sampled_from([1.0, 4.0, 16.0]), per_mac=st.sampled_from([0.5, 1]))
-def test_exploration_equals_brute_force(layers, dsp, bram36, bytes_per_cycle, per_mac):
+@settings(max_examples=40)
+@given(layers=small_layers, dsp=st.integers(1, 400), bram36=st.integers(4, 60),
+       bytes_per_cycle=st.sampled_from([1.0, 4.0, 16.0]),
+       model=st.sampled_from(["engine", 0.5, 1]))
+def test_exploration_equals_brute_force(layers, dsp, bram36, bytes_per_cycle, model):
     cfg = HardwareConfig(ddr_width_bits=128, ddr_bytes_per_cycle=bytes_per_cycle,
                          ddr_latency=5)
     mem = Memory.of(cfg)
     device = tiny_device(dsp, bram36)
-    expected_best, expected_front = brute_force(layers, mem, per_mac, dsp, 2 * bram36)
-    found = explore_engine(layers, cfg, device, per_mac)
+    expected = brute_force(layers, mem, model, dsp, 2 * bram36)
+    if expected is None:
+        with pytest.raises(UserError, match="no design fits"):
+            explore_engine(layers, cfg, device, resources_of(model))
+        return
+    expected_best, expected_front = expected
+    found = explore_engine(layers, cfg, device, resources_of(model))
     assert (found.best.cycles, found.best.dsp, found.best.bram18) == expected_best
     assert [(d.dsp, d.cycles) for d in found.front] == expected_front
 
 
 @settings(max_examples=15)
-@given(layers=small_layers, budget=st.integers(1, 200), extra=st.integers(1, 100))
-def test_more_dsps_never_make_the_plan_slower(layers, budget, extra):
+@given(layers=small_layers, budget=st.integers(9, 300), extra=st.integers(1, 100),
+       model=st.sampled_from(["engine", 1]))
+def test_more_dsps_never_make_the_plan_slower(layers, budget, extra, model):
+    # 9 DSPs: one 8-bit MAC and its post-processing lane on the engine
     device = tiny_device(budget + extra, 200)
     cfg = HardwareConfig(ddr_bytes_per_cycle=4.0)
-    small = explore_engine(layers, cfg, device, 1, max_dsp=budget)
-    large = explore_engine(layers, cfg, device, 1, max_dsp=budget + extra)
+    small = explore_engine(layers, cfg, device, resources_of(model), max_dsp=budget)
+    large = explore_engine(layers, cfg, device, resources_of(model), max_dsp=budget + extra)
     assert large.best.cycles <= small.best.cycles
 
 
@@ -106,15 +143,17 @@ def test_more_dsps_never_make_the_plan_slower(layers, budget, extra):
 @given(name=st.sampled_from(["xc7z020", "xczu3eg", "xc7z045"]), layers=small_layers,
        fraction=st.floats(0.05, 1.0), bits=st.sampled_from([8, 16]))
 def test_chosen_design_never_exceeds_the_device(name, layers, fraction, bits):
-    from fpgacnn.plan.dsp import dsp_per_mac
+    # the engine as generated (the default), counted one design at a time by `costs`
     device = load_device(name)
-    per_mac = dsp_per_mac(bits, bits, device.dsp_type)
     max_dsp = max(1, int(device.dsp * fraction))
-    cfg = HardwareConfig(act_bits=bits, weight_bits=bits)
-    found = explore_engine(layers, cfg, device, per_mac, max_dsp=max_dsp)
-    plan = plan_layers(layers, found.config, per_mac)
-    assert plan.dsp == found.best.dsp <= max_dsp <= device.dsp
+    cfg = HardwareConfig(device=name, act_bits=bits, weight_bits=bits)
+    found = explore_engine(layers, cfg, device, max_dsp=max_dsp)
+    plan = plan_layers(layers, found.config)
+    c, mem = found.config, Memory.of(found.config)
+    dsp_of, bram_of = costs("engine", mem, device.dsp_type)
+    assert plan.dsp == found.best.dsp == dsp_of(c.tm, c.tn) <= max_dsp <= device.dsp
     assert plan.bram18 == found.best.bram18 <= device.bram18
+    assert plan.bram18 == bram_of(mem, c.tm, c.tn, c.tr, c.max_kernel, c.max_stride)
     assert plan.cycles == found.best.cycles
 
 
@@ -132,10 +171,11 @@ def rtl_builds(cfg) -> bool:
             and max(cfg.act_bits, cfg.weight_bits) <= 16)
 
 
-def buildable_brute_force(layers, cfg, per_mac, max_dsp, max_bram):
+def buildable_brute_force(layers, cfg, model, max_dsp, max_bram):
     """Every (tm, tn) the RTL engine can build (`rtl_builds`), with every candidate
     row tile (the same Tr space as `brute_force`), one at a time."""
     mem = Memory.of(cfg)
+    dsp_of, bram_of = costs(model, mem)
     kmax = max(l.kh for l in layers)
     smax = max(l.sh for l in layers)
     designs = []
@@ -143,8 +183,8 @@ def buildable_brute_force(layers, cfg, per_mac, max_dsp, max_bram):
     for tm, tn, tr in product(range(1, 33), range(1, 17), (int(t) for t in rows)):
         if not rtl_builds(cfg.with_(tm=tm, tn=tn, max_kernel=kmax, max_stride=smax)):
             continue
-        dsp = ceil(tm * tn * per_mac)
-        bram = buffer_units(mem, tm, tn, tr, kmax, smax)
+        dsp = dsp_of(tm, tn)
+        bram = bram_of(mem, tm, tn, tr, kmax, smax)
         if dsp > max_dsp or bram > max_bram:
             continue
         designs.append((sum(int(layer_cycles(l, mem, tm, tn, tr, tr)[0]) for l in layers),
@@ -153,17 +193,19 @@ def buildable_brute_force(layers, cfg, per_mac, max_dsp, max_bram):
 
 
 @settings(max_examples=8, deadline=None)
-@given(layers=small_layers, dsp=st.integers(8, 120), bram36=st.integers(8, 60),
-       bits=st.sampled_from([4, 8, 16]))
-def test_buildable_exploration_equals_brute_force_and_compiles(layers, dsp, bram36, bits):
+@given(layers=small_layers, dsp=st.integers(8, 700), bram36=st.integers(8, 60),
+       bits=st.sampled_from([4, 8, 16]), model=st.sampled_from(["engine", 1]))
+def test_buildable_exploration_equals_brute_force_and_compiles(layers, dsp, bram36, bits,
+                                                               model):
     from fpgacnn.errors import UserError
     from fpgacnn.hw.program import check_config
 
     cfg = HardwareConfig(act_bits=bits, weight_bits=bits, ddr_width_bits=64,
                          ddr_bytes_per_cycle=4.0, ddr_latency=5)
-    expected = buildable_brute_force(layers, cfg, 1, dsp, 2 * bram36)
+    expected = buildable_brute_force(layers, cfg, model, dsp, 2 * bram36)
     try:
-        found = explore_engine(layers, cfg, tiny_device(dsp, bram36), 1, buildable=True)
+        found = explore_engine(layers, cfg, tiny_device(dsp, bram36), resources_of(model),
+                               buildable=True)
     except UserError:
         assert expected is None
         return

@@ -24,6 +24,10 @@ def add_arguments(p):
     p.add_argument("--config", help="hardware configuration TOML to start from")
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
                    help="override configuration keys, e.g. tm=64,tn=7")
+    p.add_argument("--resource-model", choices=("engine", "mac-array"),
+                   help="engine: count the DSPs and block RAMs of the engine as generated "
+                   "(default); mac-array: Zhang et al.'s model, the MAC array's DSPs alone and "
+                   "banked buffers, for published cross-checks (always so with --float32)")
     p.add_argument("--explore", action="store_true",
                    help="search the tiles (engine) for the lowest latency within the budget")
     p.add_argument("--any-tiling", action="store_true",
@@ -68,10 +72,10 @@ def plan_report(args) -> dict:
     per_mac = dsp_per_mac(config.act_bits, config.weight_bits, device.dsp_type, args.float32)
     if args.arch == "dataflow":
         report = _dataflow(layers, config, device, per_mac, args)
+        report["dsp_per_mac"] = per_mac
     else:
-        report = _engine(layers, config, device, per_mac, args)
+        report = _engine(layers, config, device, resource_model(args, device, per_mac), args)
     report["model"] = source.name
-    report["dsp_per_mac"] = per_mac
     report["not_modeled"] = [{"name": n, "op": k} for n, k in source.others]
     if args.training:
         totals = report["totals"]
@@ -106,7 +110,18 @@ def print_report(report) -> None:
               f"{len(e['front'])} points")
 
 
-def _engine(layers, config, device, per_mac, args) -> dict:
+def resource_model(args, device, per_mac):
+    """The engine's resource model the arguments ask for (`fpgacnn.plan.resources`)."""
+    from fpgacnn.plan.resources import EngineResources, MacArrayResources
+
+    name = args.resource_model or ("mac-array" if args.float32 else "engine")
+    if name == "engine" and args.float32:
+        raise UserError("--resource-model engine: the engine has no float32 datapath; "
+                        "--float32 plans Zhang et al.'s MAC array (--resource-model mac-array)")
+    return EngineResources(device.dsp_type) if name == "engine" else MacArrayResources(per_mac)
+
+
+def _engine(layers, config, device, resources, args) -> dict:
     from fpgacnn.plan.engine import plan_layers
     from fpgacnn.plan.explore import budgets, explore_engine
     from fpgacnn.plan.report import engine_report
@@ -115,13 +130,14 @@ def _engine(layers, config, device, per_mac, args) -> dict:
     exploration = None
     if args.explore:
         buildable = not (args.float32 or args.any_tiling)
-        exploration = explore_engine(layers, config, device, per_mac, dsp_budget, bram_budget,
-                                     fixed=set(user_keys(args)), buildable=buildable)
+        exploration = explore_engine(layers, config, device, resources, dsp_budget,
+                                     bram_budget, fixed=set(user_keys(args)),
+                                     buildable=buildable)
         config = exploration.config
-    plan = plan_layers(layers, config, per_mac)
-    check_budget("DSP", plan.dsp, dsp_budget,
-                 f"Tm x Tn = {config.tm} x {config.tn} MACs at {per_mac} DSP each")
-    check_budget("RAMB18", plan.bram18, bram_budget, _buffer_cause(layers, config))
+    plan = plan_layers(layers, config, resources)
+    hint = "" if args.explore else "; --explore finds tiles that fit"
+    check_budget("DSP", plan.dsp, dsp_budget, resources.dsp_cause(config) + hint)
+    check_budget("RAMB18", plan.bram18, bram_budget, _buffer_cause(layers, config) + hint)
     report = engine_report(plan, device)
     report["engine_problems"] = config.engine_problems()
     report["warnings"] = _window_warnings(layers)

@@ -27,7 +27,8 @@ import numpy as np
 
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
-from fpgacnn.plan.bram import bram18_count_array
+from fpgacnn.plan.devices import load_device
+from fpgacnn.plan.resources import EngineResources
 from fpgacnn.plan.workload import Layer
 
 
@@ -250,20 +251,6 @@ def compute_cycles(layer: Layer, tm, tn):
     return layer.groups * layer.batch * per_pass
 
 
-def buffer_bram18(mem: Memory, tm, tn, tr, tc, max_kernel, max_stride):
-    """RAMB18 units of the engine's ping-pong buffers for arrays of tile sizes.
-
-    Input: Tn banks of act_bits words, ((Tr-1)S+K) x ((Tc-1)S+K) deep; weights: Tm banks of
-    Tn*weight_bits-bit words, K*K deep; output: Tm banks of acc_bits words, Tr*Tc deep; each
-    buffer twice (ping-pong).
-    """
-    tm, tn, tr, tc = (np.asarray(v, dtype=np.int64) for v in (tm, tn, tr, tc))
-    in_depth = ((tr - 1) * max_stride + max_kernel) * ((tc - 1) * max_stride + max_kernel)
-    return (bram18_count_array(mem.act_bits, in_depth, 2 * tn)
-            + bram18_count_array(tn * mem.weight_bits, max_kernel * max_kernel, 2 * tm)
-            + bram18_count_array(mem.acc_bits, tr * tc, 2 * tm))
-
-
 @dataclass(frozen=True)
 class LayerPlan:
     """One layer on the engine. Performance in GOPS at the configuration's clock."""
@@ -290,6 +277,7 @@ class EnginePlan:
     layers: tuple[LayerPlan, ...]
     dsp: int
     bram18: int
+    resources: object          # the resource model (`fpgacnn.plan.resources`)
 
     @property
     def cycles(self) -> int:
@@ -304,8 +292,9 @@ def bandwidth_gbps(config: HardwareConfig) -> float:
     return config.ddr_bytes_per_cycle * config.clock_mhz / 1e3
 
 
-def plan_layer(layer: Layer, config: HardwareConfig, dsp: int) -> LayerPlan:
-    """The model's figures for one layer on the engine `config` with `dsp` DSP slices."""
+def plan_layer(layer: Layer, config: HardwareConfig, resources) -> LayerPlan:
+    """The model's figures for one layer on the engine `config`; `dsp` and `bram18` from
+    `resources` (`fpgacnn.plan.resources`), the buffers sized for this layer's window."""
     mem = Memory.of(config)
     tiles = (config.tm, config.tn, config.tr, config.tc)
     cycles, traffic = (int(v) for v in layer_cycles(layer, mem, *tiles))
@@ -314,28 +303,36 @@ def plan_layer(layer: Layer, config: HardwareConfig, dsp: int) -> LayerPlan:
     roof = layer.ops / comp * ghz
     ctc = layer.ops / traffic
     attainable = min(roof, ctc * bandwidth_gbps(config))
-    bram = int(buffer_bram18(mem, *tiles, max(layer.kh, layer.kw), max(layer.sh, layer.sw)))
+    dsp = int(resources.dsp(config, config.tm, config.tn))
+    bram = int(resources.bram18(config, *tiles, max(layer.kh, layer.kw),
+                                max(layer.sh, layer.sw)))
     return LayerPlan(layer.name, layer.kind, layer.macs, layer.ops, comp, cycles, traffic, ctc,
                      roof, attainable, "memory" if attainable < roof else "compute", dsp, bram,
                      layer.macs / (cycles * config.tm * config.tn))
 
 
-def plan_layers(layers, config: HardwareConfig, per_mac=1) -> EnginePlan:
+def plan_layers(layers, config: HardwareConfig, resources=None) -> EnginePlan:
     """Plan GEMM-shaped layers on the engine: `Layer`s or `(name, op, input_shape)` triples.
 
-    `per_mac` is the DSP cost of one MAC (`fpgacnn.plan.dsp.dsp_per_mac`).
+    `resources` counts DSPs and RAMB18 (`fpgacnn.plan.resources`); by default the engine as
+    generated, on the DSP type of `config.device`.
     """
-    from fpgacnn.plan.dsp import dsps_for_array
     from fpgacnn.plan.workload import layers_from_list
 
     layers = [x if isinstance(x, Layer) else layers_from_list([x])[0] for x in layers]
     for layer in layers:
         check_window(layer, config)
-    dsp = dsps_for_array(config.tm * config.tn, per_mac)
-    plans = tuple(plan_layer(layer, config, dsp) for layer in layers)
-    bram = int(buffer_bram18(Memory.of(config), config.tm, config.tn, config.tr, config.tc,
-                             config.max_kernel, config.max_stride))
-    return EnginePlan(config, plans, dsp, bram)
+    resources = resources or default_resources(config)
+    plans = tuple(plan_layer(layer, config, resources) for layer in layers)
+    dsp = int(resources.dsp(config, config.tm, config.tn))
+    bram = int(resources.bram18(config, config.tm, config.tn, config.tr, config.tc,
+                                config.max_kernel, config.max_stride))
+    return EnginePlan(config, plans, dsp, bram, resources)
+
+
+def default_resources(config: HardwareConfig):
+    """The engine as generated, on the DSP slices of the configuration's device."""
+    return EngineResources(load_device(config.device).dsp_type)
 
 
 def check_window(layer: Layer, config: HardwareConfig) -> None:

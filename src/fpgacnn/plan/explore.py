@@ -8,11 +8,18 @@ growing DSP count, and a design is skipped when its compute cycles alone are no 
 the best total already found with fewer DSPs: such a design is neither the fastest nor on the
 Pareto front of DSPs against cycles, so the front and the optimum are those of the full space.
 
+DSPs and RAMB18 are counted by a resource model (`fpgacnn.plan.resources`): by default the
+engine as generated; Zhang et al.'s AlexNet design is found again with theirs (5 DSPs per fp32
+MAC, the MAC array alone) and their VC707's bandwidth through a 1024-bit port:
+
 >>> from fpgacnn.config import HardwareConfig
 >>> from fpgacnn.plan.devices import load_device
+>>> from fpgacnn.plan.resources import MacArrayResources
 >>> from fpgacnn.plan.workload import zhang_alexnet
->>> cfg = HardwareConfig(act_bits=32, weight_bits=32, acc_bits=32, ddr_bytes_per_cycle=128.0)
->>> best = explore_engine(zhang_alexnet(), cfg, load_device("xc7vx485t"), 5, max_dsp=2240)
+>>> cfg = HardwareConfig(act_bits=32, weight_bits=32, acc_bits=32, ddr_width_bits=1024,
+...                      ddr_bytes_per_cycle=128.0)
+>>> best = explore_engine(zhang_alexnet(), cfg, load_device("xc7vx485t"),
+...                       MacArrayResources(per_mac=5), max_dsp=2240)
 >>> best.config.tm, best.config.tn
 (64, 7)
 """
@@ -25,7 +32,8 @@ import numpy as np
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 from fpgacnn.plan.devices import Device
-from fpgacnn.plan.engine import Memory, buffer_bram18, compute_cycles, total_cycles
+from fpgacnn.plan.engine import Memory, compute_cycles, total_cycles
+from fpgacnn.plan.resources import EngineResources
 
 BATCH = 1 << 16
 
@@ -71,14 +79,14 @@ def budgets(device: Device, max_dsp=None, max_bram18=None) -> tuple[int, int]:
     return dsp, bram
 
 
-def _pairs(layers, mem, per_mac, max_dsp, config, fixed, buildable=False):
+def _pairs(layers, mem, resources, max_dsp, config, fixed, buildable=False):
     tm = np.array([config.tm]) if "tm" in fixed else tile_candidates([l.m for l in layers])
     tn = np.array([config.tn]) if "tn" in fixed else tile_candidates([l.n for l in layers])
     if buildable:
         tm, tn = _buildable_pairs(tm, tn, config, fixed)
     else:
         tm, tn = (a.ravel() for a in np.meshgrid(tm, tn, indexing="ij"))
-    dsp = np.ceil(tm * tn * per_mac).astype(np.int64)
+    dsp = np.asarray(resources.dsp(config, tm, tn), dtype=np.int64)
     keep = dsp <= max_dsp
     tm, tn, dsp = tm[keep], tn[keep], dsp[keep]
     lb = sum(_lower_bound(l, mem, tm, tn) for l in layers)
@@ -127,9 +135,12 @@ def _bytes(words, bits):
 FIXABLE = ("tm", "tn", "tr", "tc", "max_kernel", "max_stride")
 
 
-def explore_engine(layers, config: HardwareConfig, device: Device, per_mac,
+def explore_engine(layers, config: HardwareConfig, device: Device, resources=None,
                    max_dsp=None, max_bram18=None, fixed=(), buildable=False) -> Exploration:
     """The fastest engine for `layers` within the budget, and the DSP/cycles Pareto front.
+
+    `resources` counts a design's DSPs and RAMB18 (`fpgacnn.plan.resources`; default: the
+    engine as generated on `device`'s DSP slices).
 
     Ties go to fewer DSPs, then fewer BRAMs. `config` gives everything but the tiles; the keys
     named in `fixed` (of tm, tn, tr, tc, max_kernel, max_stride) keep `config`'s values.
@@ -140,13 +151,18 @@ def explore_engine(layers, config: HardwareConfig, device: Device, per_mac,
     if not layers:
         raise UserError("explore: the model has no Conv2d or Linear layer to plan")
     dsp_budget, bram_budget = budgets(device, max_dsp, max_bram18)
+    resources = resources or EngineResources(device.dsp_type)
     mem = Memory.of(config)
     window = _window(layers, config, fixed)
     if buildable:
         config = config.with_(max_kernel=window[0], max_stride=window[1])
-    tm, tn, dsp, lb = _pairs(layers, mem, per_mac, dsp_budget, config, fixed, buildable)
+    tm, tn, dsp, lb = _pairs(layers, mem, resources, dsp_budget, config, fixed, buildable)
     tiles = _row_col_tiles(layers, config, fixed)
-    found = _search(layers, mem, (tm, tn, dsp, lb), tiles, window, bram_budget)
+
+    def bram18(tm, tn, tr, tc):
+        return resources.bram18(config, tm, tn, tr, tc, *window)
+
+    found = _search(layers, mem, (tm, tn, dsp, lb), tiles, bram18, bram_budget)
     if found is None:
         raise UserError(f"explore: no design fits {device.name} with {dsp_budget} DSPs and "
                         f"{bram_budget} RAMB18")
@@ -176,16 +192,16 @@ def _row_col_tiles(layers, config, fixed):
     return sizes, sizes
 
 
-def _search(layers, mem, pairs, tiles, window, bram_budget):
+def _search(layers, mem, pairs, tiles, bram18, bram_budget):
     """Evaluate all designs that might beat the front; see the module docstring."""
     tm, tn, dsp, lb = pairs
     trs, tcs = tiles
     reps = np.unique(np.abs(trs[:, None] - REPRESENTATIVE_TILES).argmin(axis=0))
-    first = _evaluate(layers, mem, (tm, tn, dsp), (trs[reps], tcs[reps]), window, bram_budget)
+    first = _evaluate(layers, mem, (tm, tn, dsp), (trs[reps], tcs[reps]), bram18, bram_budget)
     designs = _front_of(*first) if len(first[0]) else []
     bound = _front_bound(designs, dsp)
     alive = lb < bound
-    rest = _evaluate(layers, mem, (tm[alive], tn[alive], dsp[alive]), tiles, window,
+    rest = _evaluate(layers, mem, (tm[alive], tn[alive], dsp[alive]), tiles, bram18,
                      bram_budget)
     designs += _front_of(*rest) if len(rest[0]) else []
     evaluated = len(tm) * len(reps) + int(alive.sum()) * (len(trs) - len(reps))
@@ -195,12 +211,12 @@ def _search(layers, mem, pairs, tiles, window, bram_budget):
 REPRESENTATIVE_TILES = np.array([8, 16, 32])
 
 
-def _evaluate(layers, mem, pairs, tiles, window, bram_budget):
+def _evaluate(layers, mem, pairs, tiles, bram18, bram_budget):
     """(tm, tn, tr, tc, dsp, bram, cycles) of every pair with every tile that fits the BRAM."""
     count = len(tiles[0])
     tm, tn, dsp = (np.repeat(a, count) for a in pairs)
     tr, tc = (np.tile(a, len(pairs[0])) for a in tiles)
-    bram = buffer_bram18(mem, tm, tn, tr, tc, *window)
+    bram = bram18(tm, tn, tr, tc)
     fits = bram <= bram_budget
     tm, tn, dsp, tr, tc, bram = (a[fits] for a in (tm, tn, dsp, tr, tc, bram))
     cycles = np.zeros(len(tm), dtype=np.int64)

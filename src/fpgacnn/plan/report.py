@@ -7,7 +7,7 @@
 >>> cfg = HardwareConfig(tm=64, tn=7)
 >>> report = engine_report(plan_layers(zhang_alexnet(), cfg), load_device("xc7vx485t"))
 >>> sorted(report)
-['arch', 'config', 'device', 'layers', 'totals']
+['arch', 'config', 'device', 'dsp_per_mac', 'layers', 'resource_model', 'totals']
 """
 
 from dataclasses import asdict, fields
@@ -45,7 +45,9 @@ def engine_report(plan: EnginePlan, device: Device) -> dict:
     totals["compute_cycles"] = plan.compute_cycles
     totals["ddr_bytes"] = sum(p.ddr_bytes for p in plan.layers)
     return {"arch": "engine", "config": config_dict(plan.config), "device": _device_dict(device),
-            "totals": totals, "layers": [asdict(p) for p in plan.layers]}
+            "totals": totals, "layers": [asdict(p) for p in plan.layers],
+            "resource_model": plan.resources.name,
+            "dsp_per_mac": plan.resources.dsp_per_mac(plan.config)}
 
 
 def dataflow_report(plan: DataflowPlan, config: HardwareConfig, device: Device) -> dict:
@@ -66,6 +68,9 @@ def dataflow_report(plan: DataflowPlan, config: HardwareConfig, device: Device) 
             "objective": plan.objective,
             "front": [{"dsp": d, key: c} for d, c in plan.front]}
 
+
+RESOURCE_NOTES = {"engine": " (the engine as generated: MAC array and post-processing)",
+                  "mac-array": " (MAC array only: Zhang et al.'s model)"}
 
 COLUMNS = (("name", "layer", "{:<18}", 18), ("op", "op", "{:<6}", 6),
            ("ops", "ops", "{:>14,}", 14), ("compute_cycles", "compute cyc", "{:>12,}", 12),
@@ -94,7 +99,8 @@ def text_table(report: dict) -> str:
               f"{t['fps']:.2f} frames/s",
               f"DSP {t['dsp']} / {t['dsp_available']} ({t['dsp_use']:.1%}), "
               f"RAMB18 {t['bram18']} / {t['bram18_available']} ({t['bram18_use']:.1%}) "
-              f"on {report['device']['name']}"]
+              f"on {report['device']['name']}" + RESOURCE_NOTES.get(report.get("resource_model"),
+                                                                   "")]
     if "ddr_bytes" in t:
         lines.append(f"DDR traffic {t['ddr_bytes']:,} bytes; compute-only cycles "
                      f"{t['compute_cycles']:,}")
