@@ -165,8 +165,8 @@ def test_seed_002_route_gives_the_golden_concat(accelerator, yolo):
 
 
 def narrowed(module, factor):
-    """`module` with every conv, batch norm, PReLU and FC layer `factor` times narrower (an RGB input
-    stays 3 channels): the same module definitions at a width CI can simulate in seconds."""
+    """`module` with every conv, batch norm, PReLU and FC layer `factor` times narrower (an RGB
+    input stays 3 channels): the same module definitions at a width CI simulates in seconds."""
     for parent in list(module.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Conv2d):

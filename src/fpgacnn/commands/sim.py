@@ -10,7 +10,7 @@ import numpy as np
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 
-HELP = "simulate a quantized model on the accelerator (Verilator), layer by layer against the golden model"
+HELP = "simulate a quantized model on the accelerator (Verilator) against the golden model"
 
 
 def add_arguments(p):

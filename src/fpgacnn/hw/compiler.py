@@ -10,6 +10,7 @@ descriptor per step. Every engine or vector step is one `start`, so each has its
     [('engine', 'conv1'), ('engine', 'conv2+pool1')]
 """
 
+import importlib
 from dataclasses import replace
 
 from fpgacnn.config import HardwareConfig
@@ -29,11 +30,10 @@ HOST_OPS = (ops.Softmax, ops.LRN, ops.YoloHead)
 def vector_program():
     """`fpgacnn.hw.vector_program`, or None in a version without the vector unit."""
     try:
-        from fpgacnn.hw import vector_program as module
-        from fpgacnn.hw import accelerator  # noqa: F401  (the top that runs its descriptors)
+        importlib.import_module("fpgacnn.hw.accelerator")   # the top that runs its descriptors
+        return importlib.import_module("fpgacnn.hw.vector_program")
     except ImportError:
         return None
-    return module
 
 
 class _Graph:

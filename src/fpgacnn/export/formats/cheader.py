@@ -64,7 +64,7 @@ def write(f, rows, g, options, title: str) -> None:
         lines[:, len(open_):len(open_) + body.shape[1]] = body
         lines[:, len(open_) + body.shape[1]:] = np.frombuffer(close, np.uint8)
         f.write(lines.tobytes())
-    f.write(f"}};\n\n#endif\n".encode())
+    f.write("};\n\n#endif\n".encode())
 
 
 _ARRAY = re.compile(rb"uint(\d+)_t\s+(\w+)\s*\[(\d+)\]\s*(?:\[(\d+)\])?\s*=\s*\{(.*?)\}\s*;",
