@@ -24,7 +24,8 @@ MAC, the MAC array alone) and their VC707's bandwidth through a 1024-bit port:
 (64, 7)
 """
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from math import ceil
 
 import numpy as np
@@ -32,7 +33,7 @@ import numpy as np
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 from fpgacnn.plan.devices import Device
-from fpgacnn.plan.engine import Memory, compute_cycles, total_cycles
+from fpgacnn.plan.engine import Memory, compute_cycles, layer_cycles
 from fpgacnn.plan.resources import EngineResources
 
 BATCH = 1 << 16
@@ -162,7 +163,7 @@ def explore_engine(layers, config: HardwareConfig, device: Device, resources=Non
     def bram18(tm, tn, tr, tc):
         return resources.bram18(config, tm, tn, tr, tc, *window)
 
-    found = _search(layers, mem, (tm, tn, dsp, lb), tiles, bram18, bram_budget)
+    found = _search(_shapes(layers), mem, (tm, tn, dsp, lb), tiles, bram18, bram_budget)
     if found is None:
         raise UserError(f"explore: no design fits {device.name} with {dsp_budget} DSPs and "
                         f"{bram_budget} RAMB18")
@@ -192,16 +193,21 @@ def _row_col_tiles(layers, config, fixed):
     return sizes, sizes
 
 
-def _search(layers, mem, pairs, tiles, bram18, bram_budget):
+def _shapes(layers) -> Counter:
+    """How many layers have each shape (a layer but for its name): each is modelled once."""
+    return Counter(replace(layer, name="") for layer in layers)
+
+
+def _search(shapes, mem, pairs, tiles, bram18, bram_budget):
     """Evaluate all designs that might beat the front; see the module docstring."""
     tm, tn, dsp, lb = pairs
     trs, tcs = tiles
     reps = np.unique(np.abs(trs[:, None] - REPRESENTATIVE_TILES).argmin(axis=0))
-    first = _evaluate(layers, mem, (tm, tn, dsp), (trs[reps], tcs[reps]), bram18, bram_budget)
+    first = _evaluate(shapes, mem, (tm, tn, dsp), (trs[reps], tcs[reps]), bram18, bram_budget)
     designs = _front_of(*first) if len(first[0]) else []
     bound = _front_bound(designs, dsp)
     alive = lb < bound
-    rest = _evaluate(layers, mem, (tm[alive], tn[alive], dsp[alive]), tiles, bram18,
+    rest = _evaluate(shapes, mem, (tm[alive], tn[alive], dsp[alive]), tiles, bram18,
                      bram_budget)
     designs += _front_of(*rest) if len(rest[0]) else []
     evaluated = len(tm) * len(reps) + int(alive.sum()) * (len(trs) - len(reps))
@@ -211,7 +217,7 @@ def _search(layers, mem, pairs, tiles, bram18, bram_budget):
 REPRESENTATIVE_TILES = np.array([8, 16, 32])
 
 
-def _evaluate(layers, mem, pairs, tiles, bram18, bram_budget):
+def _evaluate(shapes, mem, pairs, tiles, bram18, bram_budget):
     """(tm, tn, tr, tc, dsp, bram, cycles) of every pair with every tile that fits the BRAM."""
     count = len(tiles[0])
     tm, tn, dsp = (np.repeat(a, count) for a in pairs)
@@ -222,7 +228,9 @@ def _evaluate(layers, mem, pairs, tiles, bram18, bram_budget):
     cycles = np.zeros(len(tm), dtype=np.int64)
     for start in range(0, len(tm), BATCH):
         part = slice(start, start + BATCH)
-        cycles[part] = total_cycles(layers, mem, tm[part], tn[part], tr[part], tc[part])
+        cycles[part] = sum(count * layer_cycles(shape, mem, tm[part], tn[part], tr[part],
+                                                tc[part])[0]
+                           for shape, count in shapes.items())
     return tm, tn, tr, tc, dsp, bram, cycles
 
 
