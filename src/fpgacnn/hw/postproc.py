@@ -6,15 +6,23 @@ Per channel it does exactly what `fpgacnn.golden.requant` does (docs/numerics.md
 2. requantize: "shift" y = shift_round(s * M, shift, rounding);
    "gemmlowp" y = RoundingDivideByPOT(SRDHM(sat32(sat32(s) << left), M0), right);
    "single_round" y = (sat32(s) * M0 + 2**(30 - shift)) >> (31 - shift)
-3. LeakyReLU/PReLU: y < 0 -> shift_round(y * slope, act_shift, act_rounding)
-4. + output zero point, saturate to [out_lo, out_hi] (ReLU and Clip are folded in there)
-5. optional 2x2 max-pool: the max over 4 consecutive inputs (the sequencer sends each pool
+3. y clamped to [-reach, 2**18] (`activation_reach`): beyond it every output saturates
+4. LeakyReLU/PReLU: y < 0 -> shift_round(y * slope, act_shift, act_rounding)
+5. + output zero point, saturate to [out_lo, out_hi] (ReLU and Clip are folded in there)
+6. optional 2x2 max-pool: the max over 4 consecutive inputs (the sequencer sends each pool
    window's pixels back to back, `first`/`last` marking the window).
+
+Every intermediate fits in 64 bits (with acc_bits <= 32): the requantization multiplies
+magnitudes (32 x 32 bits unsigned, below 2**63 since the compiler keeps |M| and |bias| below
+2**31) and applies the sign after, and the clamp of step 3 keeps the slope product within
+`CLAMP_BITS + SLOPE_BITS` bits. The clamp changes no output when every non-zero slope m
+satisfies |m| >= 2**(act_shift - MAX_EXACT_ACT_SHIFT) (`slope_is_exact`; always true for
+act_shift <= 23), which the compiler must check.
 
 Five register stages; no back-pressure (one result per input, `LATENCY` cycles later).
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,48 +31,75 @@ from fpgacnn.config import HardwareConfig
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 LATENCY = 6
 PARAM_BITS = 32
+OUT_BITS = 18                  # out, out_zero, out_lo, out_hi
+SLOPE_BITS = 18                # the activation slope (the compiler keeps |m| < 2**17)
+CLAMP_BITS = 42                # y before the slope product: 17 + 25 bits, two DSP48E1
+MAX_EXACT_ACT_SHIFT = CLAMP_BITS - 1 - OUT_BITS
+ACTIVATED_BITS = OUT_BITS + SLOPE_BITS + 1   # |y * m / 2**act_shift| <= 2**35 after the clamp
 _HALF_UP, _HALF_EVEN, _TRUNCATE = 0, 1, 2      # golden.arith.ROUNDINGS order
 _SHIFT, _GEMMLOWP, _SINGLE = 0, 1, 2           # hw.program.MODES order
+
+
+def slope_is_exact(multiplier: int, act_shift: int) -> bool:
+    """Do the lanes compute the slope multiplier / 2**act_shift exactly? (the compiler's check)
+
+    The lanes clamp y at -2**(min(act_shift, 23) + 18); that changes no output when the
+    clamped value times the slope already saturates, or when the slope is 0.
+
+    >>> slope_is_exact(6554, 16), slope_is_exact(1, 30), slope_is_exact(1 << 7, 30)
+    (True, False, True)
+    """
+    return multiplier == 0 or abs(multiplier) << MAX_EXACT_ACT_SHIFT >= 1 << act_shift
 
 
 def clamp(value, lo, hi):
     return Mux(value < lo, lo, Mux(value > hi, hi, value))
 
 
-def shift_round(x, amount, rounding):
-    """x / 2**amount rounded (golden.arith.shift_round) for a signed `x`, unsigned `amount`.
-
-    The floor goes up by one on the guard bit (the highest bit shifted out) when rounding half
-    up, and on the guard bit with a sticky bit below it or an odd floor when rounding half to
-    even: one barrel shifter, not two.
-    """
+def _shifted_out(x, amount):
+    """floor(x / 2**amount) for a signed `x` and unsigned `amount`, the guard bit (the highest
+    bit shifted out, 0 when amount is 0) and the sticky bit (any 1 below the guard), all
+    within len(x) bits."""
     x = x.as_signed()
-    if len(x) <= 1 << len(amount):      # sign bits up to the largest amount, for guard/sticky
-        x = Cat(x, x[-1].replicate((1 << len(amount)) + 1 - len(x))).as_signed()
-    floor = x >> amount
-    guard = Cat(Const(0, 1), x).bit_select(amount, 1)
-    mask = (Const(1, 1) << amount) - 1
-    half = (Const(1, 1) << amount) >> 1
-    remainder = (x.as_unsigned() & mask)[:len(mask)]
-    sticky = (remainder & (half - 1)) != 0
+    width = len(x)
+    below = (amount - 1)[:len(amount)]                 # bits under the guard (amount >= 1)
+    guard = Mux(amount == 0, 0, (x >> below)[0])
+    count = Mux(below > width, width, below)
+    mask = Const((1 << width) - 1, width) >> (width - count)[:width.bit_length()]
+    sticky = (x.as_unsigned() & mask) != 0
+    return x >> amount, guard, sticky
+
+
+def shift_round(x, amount, rounding):
+    """x / 2**amount rounded (golden.arith.shift_round) for a signed `x`, unsigned `amount`,
+    as a value of len(x) bits.
+
+    The floor goes up by one on the guard bit when rounding half up, and on the guard bit
+    with a sticky bit below it or an odd floor when rounding half to even: one barrel shifter.
+    """
+    floor, guard, sticky = _shifted_out(x, amount)
     up = Mux(rounding == _HALF_EVEN, guard & (sticky | floor[0]), guard)
-    return floor + Mux(rounding == _TRUNCATE, 0, up)
+    up = Mux(rounding == _TRUNCATE, 0, up)
+    narrow = floor[:len(floor) - 1].as_signed()         # amount >= 1: one sign bit fewer
+    return Mux(amount == 0, x.as_signed(), narrow + up)
 
 
 def rounding_divide_by_pot(x, exponent):
     """gemmlowp's RoundingDivideByPOT (ties away from zero) for an unsigned `exponent`."""
-    mask = (Const(1, 1) << exponent) - 1
-    remainder = (x.as_unsigned() & mask)[:len(mask)]
-    threshold = (mask >> 1) + x[-1]
-    return (x >> exponent) + (remainder > threshold)
+    floor, guard, sticky = _shifted_out(x, exponent)
+    return floor + (guard & (sticky | ~x.as_signed()[-1]))
 
 
 def srdhm_quotient(product):
-    """SRDHM's round(ab / 2**31) from ab (the INT32_MIN * INT32_MIN case is handled apart)."""
-    nudge = Mux(product >= 0, Const(1 << 30, signed(32)), Const(1 - (1 << 30), signed(32)))
-    total = product + nudge
-    # C division truncates toward zero: negative totals are rounded up by adding 2**31 - 1
-    return Mux(total >= 0, total >> 31, (total + ((1 << 31) - 1)) >> 31)
+    """SRDHM's round(ab / 2**31) from ab (the INT32_MIN * INT32_MIN case is handled apart).
+
+    gemmlowp's nudge (2**30, or 1 - 2**30 for a negative product) and division truncating
+    toward zero make floor((ab + 2**30) / 2**31), computed here without widening ab."""
+    return (product.as_signed().shift_right(30) + 1).shift_right(1)
+
+
+def magnitude(value):
+    return Mux(value < 0, -value, value)
 
 
 class PostProcessor(wiring.Component):
@@ -108,9 +143,11 @@ class PostProcessor(wiring.Component):
         for i in range(1, LATENCY):
             m.d.sync += [valid[i].eq(valid[i - 1]), first[i].eq(first[i - 1]),
                          last[i].eq(last[i - 1])]
+        reach = Signal(unsigned(CLAMP_BITS), name="reach")
+        m.d.comb += reach.eq(activation_reach(self.act_shift))
         for lane in range(self.config.tm):
-            out = self._lane(m, lane)
-            best = Signal(signed(18), name=f"pool_max_{lane}")
+            out = self._lane(m, lane, reach)
+            best = Signal(signed(OUT_BITS), name=f"pool_max_{lane}")
             with m.If(valid[LATENCY - 1]):
                 m.d.sync += best.eq(Mux(first[LATENCY - 1] | (out > best), out, best))
             m.d.comb += self.out[lane].eq(best)
@@ -118,54 +155,67 @@ class PostProcessor(wiring.Component):
         m.d.comb += self.out_valid.eq(valid[LATENCY])
         return m
 
-    def _lane(self, m, lane):
+    def _lane(self, m, lane, reach):
         """Stages 1 to 5 for one channel; returns the saturated value (before pooling)."""
         def reg(shape, name):
             return Signal(shape, name=f"{name}_{lane}")
 
-        acc_bits = self.config.acc_bits
-        # stage 1: bias, and the int32 operand of the gemmlowp / single-round multiplier
-        operand = reg(signed(max(acc_bits, PARAM_BITS) + 2), "operand")
+        operand_bits = max(self.config.acc_bits, PARAM_BITS)    # |acc + bias| < 2**32
+        # stage 1: bias, the operand of the multiplier (gemmlowp and single round: int32),
+        # both as magnitude and sign
         left = Mux(self.shift[lane] > 0, self.shift[lane], 0)[:5]
-        right = reg(unsigned(6), "right")
         s = self.acc[lane] + self.bias[lane]
-        s32 = clamp(s, INT32_MIN, INT32_MAX)
-        shifted = clamp(s32 << left, INT32_MIN, INT32_MAX)
+        s32 = clamp(s, INT32_MIN, INT32_MAX)[:32].as_signed()
+        shifted = clamp(s32 << left, INT32_MIN, INT32_MAX)[:32].as_signed()
+        operand = Mux(self.mode == _SHIFT, s, Mux(self.mode == _GEMMLOWP, shifted, s32))
+        mult = self.multiplier[lane]
+        operand_mag, mult_mag = reg(operand_bits, "operand"), reg(PARAM_BITS, "mult")
+        negative, both_min, right = reg(1, "negative"), reg(1, "both_min"), reg(6, "right")
+        shift1, slope1 = reg(signed(8), "shift_1"), reg(signed(SLOPE_BITS), "slope_1")
         m.d.sync += [
-            operand.eq(Mux(self.mode == _SHIFT, s, Mux(self.mode == _GEMMLOWP, shifted, s32))),
+            operand_mag.eq(magnitude(operand)), mult_mag.eq(magnitude(mult)),
+            negative.eq(operand[-1] ^ mult[-1]),
+            both_min.eq((operand == INT32_MIN) & (mult == INT32_MIN)),
             right.eq(Mux(self.shift[lane] < 0, -self.shift[lane], 0)),
+            shift1.eq(self.shift[lane]), slope1.eq(self.slope[lane]),
         ]
-        # stage 2: the product (a DSP multiplier with a registered output); parameters travel
-        # down the pipeline with their pixel, so they may change from one pixel to the next
-        mult, shift1, slope1 = (reg(signed(PARAM_BITS), "mult"), reg(signed(8), "shift_1"),
-                                reg(signed(18), "slope_1"))
-        m.d.sync += [mult.eq(self.multiplier[lane]), shift1.eq(self.shift[lane]),
-                     slope1.eq(self.slope[lane])]
-        product = reg(signed(len(operand) + PARAM_BITS), "product")
-        both_min = reg(1, "both_min")
-        right2, shift2, slope2 = reg(unsigned(6), "right_2"), reg(signed(8), "shift_2"), \
-            reg(signed(18), "slope_2")
-        m.d.sync += [product.eq(operand * mult),
-                     both_min.eq((operand == INT32_MIN) & (mult == INT32_MIN)),
-                     right2.eq(right), shift2.eq(shift1), slope2.eq(slope1)]
-        # stage 3: the rounding shift of the requantization
-        y = reg(signed(len(product)), "requantized")
-        slope3 = reg(signed(18), "slope_3")
-        # (single round: the product over 2**(31 - shift), rounded half up)
-        quotient = Mux(both_min, INT32_MAX, srdhm_quotient(product))
+        # stage 2: the product of magnitudes (DSP multipliers with a registered output);
+        # parameters travel down the pipeline with their pixel, so they may change from one
+        # pixel to the next
+        product_mag = reg(operand_bits + PARAM_BITS, "product")
+        negative2, both_min2, right2 = reg(1, "negative_2"), reg(1, "both_min_2"), \
+            reg(6, "right_2")
+        shift2, slope2 = reg(signed(8), "shift_2"), reg(signed(SLOPE_BITS), "slope_2")
+        m.d.sync += [product_mag.eq(operand_mag * mult_mag), negative2.eq(negative),
+                     both_min2.eq(both_min), right2.eq(right), shift2.eq(shift1),
+                     slope2.eq(slope1)]
+        # stage 3: the sign, the rounding shift of the requantization, the clamp
+        below_top = product_mag[:len(product_mag) - 1]        # |s| < 2**32, |M| <= 2**31
+        product = Mux(negative2, -below_top, below_top)
+        quotient = Mux(both_min2, INT32_MAX, srdhm_quotient(product))
         single = self.mode == _SINGLE
         amount = Mux(single, (31 - shift2)[:6], shift2[:6])
         rounding = Mux(single, _HALF_UP, self.rq_rounding)
-        m.d.sync += slope3.eq(slope2)
-        m.d.sync += y.eq(Mux(self.mode == _GEMMLOWP, rounding_divide_by_pot(quotient, right2),
-                             shift_round(product, amount, rounding)))
+        y_full = Mux(self.mode == _GEMMLOWP, rounding_divide_by_pot(quotient, right2),
+                     shift_round(product, amount, rounding))
+        y = reg(signed(CLAMP_BITS), "requantized")
+        slope3 = reg(signed(SLOPE_BITS), "slope_3")
+        m.d.sync += [y.eq(clamp(y_full, -reach, 1 << OUT_BITS)), slope3.eq(slope2)]
         # stage 4: the activation slope product
-        scaled = reg(signed(len(y) + 18), "scaled")
-        y2 = reg(signed(len(y)), "requantized_d")
+        scaled = reg(signed(CLAMP_BITS + SLOPE_BITS), "scaled")
+        y2 = reg(signed(CLAMP_BITS), "requantized_d")
         m.d.sync += [scaled.eq(y * slope3), y2.eq(y)]
         # stage 5: activation rounding, zero point, saturation
-        activated = Mux(self.act & (y2 < 0),
-                        shift_round(scaled, self.act_shift, self.act_rounding), y2)
-        out = reg(signed(18), "saturated")
+        sloped = shift_round(scaled, self.act_shift, self.act_rounding)[:ACTIVATED_BITS]
+        activated = Mux(self.act & (y2 < 0), sloped.as_signed(), y2)
+        out = reg(signed(OUT_BITS), "saturated")
         m.d.sync += out.eq(clamp(activated + self.out_zero, self.out_lo, self.out_hi))
         return out
+
+
+def activation_reach(act_shift):
+    """2**(min(act_shift, MAX_EXACT_ACT_SHIFT) + OUT_BITS): y below minus this saturates the
+    output whatever the slope (a slope of at least 2**-MAX_EXACT_ACT_SHIFT), y above 2**18
+    too (|out_zero|, |out_lo|, |out_hi| <= 2**17)."""
+    top = Const(1 << (CLAMP_BITS - 1), CLAMP_BITS)
+    return top >> Mux(act_shift >= MAX_EXACT_ACT_SHIFT, 0, MAX_EXACT_ACT_SHIFT - act_shift)[:5]
