@@ -67,7 +67,7 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
     w_beats = beats(ceil(tm * tn * k * mem.weight_bits / 8))
     p_beats = beats(tm * 16)
     n_blocks, m_blocks = ceil(layer.n / tn), ceil(layer.m / tm)
-    total, traffic, send, first = 0, 0, 0, None
+    total, traffic, send, sent, first = 0, 0, 0, 0, None
     for rr, lh in rows:
         for cc, lw in cols:
             row_beats = beats(lw * row_bytes)
@@ -86,12 +86,18 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
                 else:
                     steps = ((n_blocks - 2) * max(comp, load) + max(comp, load_p)
                              + max(comp + t.drain, load))
-                slack = max(0, comp + t.drain - load_p if n_blocks == 1 else comp - load)
+                in_flight = load_p if n_blocks <= 2 else load
+                slack = max(0, comp + t.drain - load_p if n_blocks == 1 else comp - in_flight)
                 loads = (n_blocks - 1) * load + load_p
-                total += max(steps + max(0, send - slack), loads + send)    # previous write
+                reads = loads - n_blocks * (t.load + lat)
+                # the previous write-back: its words alternate with the load in flight's;
+                # its per-row costs are idle where no read data overlaps them
+                idle = (send - sent) * max(send - reads, 0) // max(send, 1)
+                total += max(steps + max(0, min(sent, in_flight) - slack), loads + sent + idle)
                 lines = ceil(min(tm, layer.m - mb * tm) / tn) * (rr // p)
                 written = beats((cc // p) * row_bytes)
-                send = lines * (data(written) + t.write_row)
+                sent = lines * data(written)
+                send = sent + lines * t.write_row
                 traffic += n_blocks * words + p_beats + lines * written
     fetch = t.fetch + lat + data(beats(t.descriptor_bytes))
     total += fetch + min(first, comp + t.drain) + send + lat + t.write_end

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 from fpgacnn.config import HardwareConfig
 from fpgacnn.hw.verilog import MemoryCopy, SimTop
 from fpgacnn.sim import build
-from fpgacnn.sim.ddr import DDRModel, add_ddr_process
+from fpgacnn.sim.ddr import DDRModel, Inputs, add_ddr_process
 from fpgacnn.sim.runtime import SimulatedDevice, SimulationError
 
 CONFIGS = {
@@ -87,6 +87,27 @@ def test_cycles_match_the_python_ddr_model(device):
         device.start(src, dst, length)
         cycles = device.wait().cycles
         assert cycles == copy_in_amaranth(config, bytearray(image), src, dst, length)
+
+
+def test_reads_and_writes_take_turns_when_both_wait():
+    """Hand-worked: one 4-beat read and one 4-beat write, 8-byte words, 8 bytes a cycle,
+    latency 1, a master that is always ready. Cycle 1 starts with two words of saved credit
+    and serves both (the read first: reads have the first turn); from then on one word a
+    cycle goes to whichever direction's turn it is: write, read, write, read, ..."""
+    ddr = DDRModel(bytearray(range(64)), word_bytes=8, latency=1, bytes_per_cycle=8.0)
+    inp = Inputs(ar_valid=True, ar_addr=0, ar_len=3, aw_valid=True, aw_addr=32, aw_len=3,
+                 r_ready=True, w_valid=True, w_data=0xAA, w_strb=1, b_ready=True)
+    reads, writes = [], []
+    for cycle in range(9):
+        out = ddr.outputs()
+        inp.w_last = len(writes) == 3
+        reads += [cycle] if out.r_valid else []
+        writes += [cycle] if out.w_ready else []
+        ddr.clock(inp)
+        inp.ar_valid = inp.aw_valid = False
+    assert reads == [1, 3, 5, 7]
+    assert writes == [1, 2, 4, 6]
+    assert ddr.memory[32:64:8] == bytearray([0xAA] * 4)
 
 
 def test_cycle_limit_stops_the_run_and_says_where(device):

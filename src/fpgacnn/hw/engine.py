@@ -13,8 +13,8 @@ buffer, from which the writer stores the tile. Loading, computing and writing ov
 32
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fpgacnn.config import HardwareConfig
@@ -100,19 +100,17 @@ class Engine(wiring.Component):
         compute_idle, writer_idle = Signal(), Signal()
         fetching, loading = Signal(), Signal()
         self._control(m, desc, reader, loader, seq, dma_writer, fetching,
-                      idle=(full == 0) & (staged == 0) & compute_idle & writer_idle & ~loading,
-                      hold=writer.sending)
+                      idle=(full == 0) & (staged == 0) & compute_idle & writer_idle & ~loading)
         self._load(m, seq, loader, inputs, weights, full, fetching, loading)
         self._compute(m, desc, loader, inputs, weights, accs, expander, mac, post, staging,
                       writer, full, staged, compute_idle, writer_idle, dma_writer)
         return m
 
-    def _control(self, m, desc, reader, loader, seq, dma_writer, fetching, idle, hold):
+    def _control(self, m, desc, reader, loader, seq, dma_writer, fetching, idle):
         """Descriptor fetch and layer sequencing; the loader and the fetch share the reader.
 
-        While `hold` (a tile is being written) the loader takes no data: the memory serves
-        reads before writes, so under back-to-back loads the writer would starve and, through
-        the staging buffer, stall the compute.
+        Loads and the write-back run at once: the memory alternates their words when both
+        wait (docs/simulation.md), so neither starves the other.
         """
         width = self.config.ddr_width_bits
         beats = -(-DESCRIPTOR_BITS // width)
@@ -125,9 +123,7 @@ class Engine(wiring.Component):
                          reader.data.ready.eq(1)]
         with m.Else():
             wiring.connect(m, loader.cmd, reader.cmd)
-            m.d.comb += [loader.data.payload.eq(reader.data.payload),
-                         loader.data.valid.eq(reader.data.valid & ~hold),
-                         reader.data.ready.eq(loader.data.ready & ~hold)]
+            wiring.connect(m, reader.data, loader.data)
         new_gathered = Cat(gathered[width:], reader.data.payload) if beats > 1 \
             else reader.data.payload
         m.d.comb += self.busy.eq(self.state != STATES.index("IDLE"))

@@ -33,7 +33,6 @@ class OutputWriter(wiring.Component):
             "desc": In(descriptor_layout()),
             "go": In(1), "bank": In(1), "tile": In(TILE),
             "busy": Out(1),
-            "sending": Out(1),          # busy, and not only waiting for write responses
             "r_en": Out(1), "r_bank": Out(1), "r_addr": Out(range(depth)),
             "r_data": In(config.tm * STAGED_BITS),
             "cmd": Out(stream.Signature(command_layout())),
@@ -103,6 +102,5 @@ class OutputWriter(wiring.Component):
             with m.State("FLUSH"):
                 with m.If(~self.dma_busy):
                     m.next = "IDLE"
-        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE")),
-                     self.sending.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("FLUSH"))]
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

@@ -180,15 +180,17 @@ def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc, timing: Timing = ENG
                              (in_blocks - 2) * np.maximum(comp, load) + np.maximum(comp, load_p)
                              + np.maximum(comp + timing.drain, load))
             loads = (in_blocks - 1) * load + load_p
-            # the previous block's write-back holds the load in flight: a compute waits for
-            # what its step's slack does not cover
-            slack = np.where(in_blocks == 1, comp + timing.drain - load_p, comp - load)
+            reads = loads - in_blocks * (timing.load + mem.latency)   # cycles with read data
+            # the load in flight when the previous block's write-back starts shares the port
+            # with it: a compute waits for what its step's slack does not cover
+            in_flight = np.where(in_blocks <= 2, load_p, load)
+            slack = np.where(in_blocks == 1, comp + timing.drain - load_p, comp - in_flight)
             slack = np.maximum(slack, 0)
-            store, send = _store(mem, timing, layer, rr, cc, tm, tn, row_bytes)
+            store, *send = _store(mem, timing, layer, rr, cc, tm, tn, row_bytes)
             previous = _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn,
                                       row_bytes)
-            tile = (_block(steps, loads, previous, slack)
-                    + (blocks - 1) * _block(steps, loads, send, slack))
+            tile = (_block(steps, loads, reads, previous, slack, in_flight)
+                    + (blocks - 1) * _block(steps, loads, reads, send, slack, in_flight))
             stores = (blocks - 1) * store + _store(mem, timing, layer, rr, cc, m_last, tn,
                                                    row_bytes)[0]
             cycles = cycles + nr * nc * tile
@@ -200,28 +202,36 @@ def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc, timing: Timing = ENG
 
 
 def _store(mem, timing, layer, rr, cc, mm, tn, row_bytes):
-    """Words written for one output block, and the cycles the writer sends them in (loads
-    wait meanwhile)."""
+    """Words written for one output block, the cycles the writer sends them in alone, and
+    the cycles of those with a word on the port (the rest are its per-row costs)."""
     pool = layer.pool
     lines = -(-mm // tn) * (rr // pool)             # one DMA command per row of L channels
     words = mem.beats((cc // pool) * row_bytes)
-    return lines * words, lines * (mem.data_cycles(words) + timing.write_row)
+    data = lines * mem.data_cycles(words)
+    return lines * words, data + lines * timing.write_row, data
 
 
-def _block(steps, loads, send, slack):
-    """An output block's cycles: its steps, delayed by the write-back beyond one step's slack,
-    and at least its loads and the write-back, which take turns on the port."""
-    return np.maximum(steps + np.maximum(send - slack, 0), loads + send)
+def _block(steps, loads, reads, write, slack, in_flight):
+    """An output block's cycles while the previous block's write-back `write` = (send, data)
+    runs: its steps, delayed by the write words taken from the load in flight (the memory
+    alternates them with its reads) beyond the step's slack; and at least the port's work:
+    the loads, the written words, and the writer's per-row costs in the part of the
+    write-back that no read data overlaps (reads fill those cycles while they last)."""
+    send, data = write
+    idle = (send - data) * np.maximum(send - reads, 0) // np.maximum(send, 1)
+    port = loads + data + idle
+    return np.maximum(steps + np.maximum(np.minimum(data, in_flight) - slack, 0), port)
 
 
 def _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn, row_bytes):
-    """The write-back that tile class (i, j)'s first output block waits for: the previous
-    tile's last block (tiles go in raster order; all but a row's last are full width)."""
+    """(send, data) cycles of the write-back that runs while tile class (i, j)'s first output
+    block computes: the previous tile's last block's (tiles go in raster order; all but a
+    row's last are full width)."""
     if j:
-        return _store(mem, timing, layer, rows[i][0], cols[0][0], m_last, tn, row_bytes)[1]
+        return _store(mem, timing, layer, rows[i][0], cols[0][0], m_last, tn, row_bytes)[1:]
     if i:
-        return _store(mem, timing, layer, rows[0][0], cols[2][0], m_last, tn, row_bytes)[1]
-    return 0
+        return _store(mem, timing, layer, rows[0][0], cols[2][0], m_last, tn, row_bytes)[1:]
+    return 0, 0
 
 
 def _ends(layer, mem, timing, rows, cols, tm, tn, k, w_beats, p_beats, in_blocks, row_bytes,

@@ -53,6 +53,7 @@ class Ddr {
         credit = std::min(credit + bytes_per_cycle, bytes_per_cycle + word_bytes);
         bool read_wants = !presenting && !reads.empty() && reads.front().ready <= cycle;
         bool write_wants = !writes.empty();
+        bool both_wait = read_wants && write_wants;
         if (read_wants && credit >= word_bytes && !(write_wants && write_turn)) {
             credit -= word_bytes;
             presenting = true;
@@ -65,7 +66,7 @@ class Ddr {
             out.r_last = burst.left == 1;
         }
         out.w_ready = write_wants && credit >= word_bytes && !(read_wants && !write_turn);
-        if (read_wants && write_wants) write_turn = !write_turn;
+        if (both_wait) write_turn = !write_turn;
         out.ar_ready = (int)reads.size() < max_outstanding;
         out.aw_ready = (int)writes.size() < max_outstanding;
         out.b_valid = !responses.empty() && responses.front() <= cycle;

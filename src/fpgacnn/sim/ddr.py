@@ -8,8 +8,12 @@ Rules, per clock cycle:
   direction are queued. The first beat of a read burst accepted in cycle `t` may be presented
   from cycle `t + latency`; beats are returned in request order.
 - Bandwidth is a credit of `bytes_per_cycle` per cycle (saved up to one word plus one cycle's
-  worth, so no credit is lost while a transfer waits for a whole word), shared by reads and writes: presenting a read beat or accepting a
-  write beat costs one word. When both directions want the same credit they take turns.
+  worth, so no credit is lost while a transfer waits for a whole word), shared by reads and
+  writes: presenting a read beat or accepting a write beat costs one word.
+- Turns: in a cycle that starts with a read beat due (and none presented) and a write burst
+  queued, the direction whose turn it is has the first claim on the credit (a read is then
+  presented, or `w_ready` raised; the other direction gets only what credit is left), and the
+  turn passes to the other direction. Reads have the first turn.
 - Write beats are accepted only for a burst whose `aw` was accepted; bytes are written as the
   strobes say. The response `b` of a burst whose last beat was accepted in cycle `t` is
   presented from cycle `t + latency`.
@@ -92,6 +96,7 @@ class DDRModel:
         read_wants = (not self.presenting and bool(self.reads)
                       and self.reads[0][2] <= self.cycle)
         write_wants = bool(self.writes)
+        both_wait = read_wants and write_wants
         if read_wants and self.credit >= self.word_bytes and not (write_wants and self.write_turn):
             self.credit -= self.word_bytes
             self.presenting = True
@@ -103,7 +108,7 @@ class DDRModel:
             out.r_last = beats_left == 1
         out.w_ready = (write_wants and self.credit >= self.word_bytes
                        and not (read_wants and not self.write_turn))
-        if read_wants and write_wants:
+        if both_wait:
             self.write_turn = not self.write_turn
         out.ar_ready = len(self.reads) < self.max_outstanding
         out.aw_ready = len(self.writes) < self.max_outstanding
