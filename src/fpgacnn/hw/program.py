@@ -19,6 +19,7 @@ import numpy as np
 
 from fpgacnn.config import ENGINE_PARAM_BITS_PER_CHANNEL, HardwareConfig
 from fpgacnn.errors import UserError
+from fpgacnn.export.params import engine_params
 from fpgacnn.golden.arith import ROUNDINGS
 from fpgacnn.ir import ops
 
@@ -277,18 +278,11 @@ def pack_params(layer, config: HardwareConfig) -> bytes:
     """The layer's per-channel parameter region as the engine reads it.
 
     One record per output block of Q channels: Q int32 biases, then Q multipliers, Q shifts and
-    Q activation slopes (int32 little-endian each), channels zero-padded to a multiple of Q.
+    Q activation slopes (int32 little-endian each), channels zero-padded to a multiple of Q;
+    the values are `fpgacnn.export.params.engine_params` (the exporter's `<layer>.params`).
     """
     m = layer.op.out_channels if isinstance(layer.op, ops.Conv2d) else layer.op.out_features
     q = config.tm
-    padded = -(-m // q) * q
-
-    def channel(values, default=0):
-        out = np.zeros(padded, np.int64)
-        out[:m] = default if values is None else np.broadcast_to(np.asarray(values), (m,))
-        return out.reshape(-1, q)
-
-    rq = layer.requant
-    columns = [channel(layer.bias), channel(rq.multiplier), channel(rq.shift),
-               channel(layer.act_multiplier)]
-    return np.concatenate(columns, axis=1).astype("<i4").tobytes()
+    records = np.zeros((-(-m // q) * q, PARAMS_PER_CHANNEL), np.int64)
+    records[:m] = engine_params(layer, m)
+    return records.reshape(-1, q, records.shape[1]).transpose(0, 2, 1).astype("<i4").tobytes()
