@@ -7,7 +7,8 @@ Steps (progress on stderr, each a library call of the command of the same name):
 plan (explore the engine for the device, or `--config` as given; roofline and layer plots),
 export (memory images, DDR image, test vectors of the first sample), compile (the program of
 descriptors), verilog (the accelerator's top-level), simulate (the first sample in Verilator,
-every step compared with the golden model), synth (yosys synth_xilinx). DIR then holds
+every step compared with the golden model), synth (yosys synth_xilinx, run on the other core
+while simulate builds and runs). DIR then holds
 `report.md` and `report.json`: accuracy, mismatches, cycles per step, GOPS at the configured
 clock from the simulated cycles, and resources (planner vs yosys). Exit status 1 when the
 simulated accelerator disagrees with the golden model.
@@ -18,6 +19,7 @@ import json
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +81,16 @@ def run(args):
     build = Build(args)
     build.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    for number, (name, step) in enumerate(STEPS, 1):
-        _progress(f"[{number}/{len(STEPS)}] {name}: {step.__doc__.splitlines()[0]}")
-        begun = time.monotonic()
-        section = step(build)
-        section["seconds"] = round(time.monotonic() - begun, 1)
-        build.report["steps"][name] = section
-        _progress(f"[{number}/{len(STEPS)}] {name}: {_outcome(section)} "
-                  f"({section['seconds']} s)")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        early = {}
+        for number, (name, step) in enumerate(STEPS, 1):
+            if name == "simulate":      # yosys on the other core while Verilator builds and runs
+                early["synth"] = pool.submit(_timed, synth_step, build)
+            _progress(f"[{number}/{len(STEPS)}] {name}: {step.__doc__.splitlines()[0]}")
+            section = early[name].result() if name in early else _timed(step, build)
+            build.report["steps"][name] = section
+            _progress(f"[{number}/{len(STEPS)}] {name}: {_outcome(section)} "
+                      f"({section['seconds']} s)")
     build.report["seconds"] = round(time.monotonic() - started, 1)
     write_reports(build)
     if args.json:
@@ -97,6 +101,13 @@ def run(args):
               f"{build.out / 'report.md'}")
     mismatches = build.report["steps"]["simulate"].get("mismatches")
     return 1 if mismatches else 0
+
+
+def _timed(step, build) -> dict:
+    begun = time.monotonic()
+    section = step(build)
+    section["seconds"] = round(time.monotonic() - begun, 1)
+    return section
 
 
 def _check_arguments(args):
