@@ -93,21 +93,22 @@ class Multipliers(wiring.Component):
 
 def test_wide_multipliers_cost_what_yosys_maps_them_to():
     # by hand, cutting operands into 17-bit cascade pieces (UG479) beyond 25 x 18 bits:
-    # 34x32 = 2 x 2 (the engine's requantization product), 66x18 = 4 x 1 (its activation
-    # product), 40x40 = 2 pieces (17 + 23) of the first, each times 3 of the second
-    # (17 + 17 + 6), 9x8 = 1 (a MAC: input minus zero point times weight)
-    widths = [(34, 32), (66, 18), (40, 40), (9, 8)]
-    assert [dsps_per_multiplier(a, b, "DSP48E1") for a, b in widths] == [4, 4, 6, 1]
+    # 33x33 = 2 x 2 (the engine's requantization product: unsigned 32 x 32 magnitudes),
+    # 42x18 = 2 x 1 (its clamped activation product), 66x18 = 4 x 1, 40x40 = 2 pieces
+    # (17 + 23) of the first, each times 3 of the second (17 + 17 + 6), 9x8 = 1 (a MAC:
+    # input minus zero point times weight)
+    widths = [(33, 33), (42, 18), (66, 18), (40, 40), (9, 8)]
+    assert [dsps_per_multiplier(a, b, "DSP48E1") for a, b in widths] == [4, 2, 4, 6, 1]
     resources, _ = synthesize(Multipliers(widths), "DSP48E1")
-    assert resources.dsp == 15
+    assert resources.dsp == 17
 
 
 def test_planned_resources_follow_the_planner():
     config = HardwareConfig(tm=4, tn=4, tr=4, tc=4, ddr_width_bits=32, max_kernel=3,
                             max_stride=1)
     planned = planned_resources(config)
-    # 16 MACs of 9 x 8 bits (one DSP48E1 each) + 4 post-processing lanes of 34x32 and 66x18
-    assert planned.dsp == 16 + 4 * (4 + 4)
+    # 16 MACs of 9 x 8 bits (one DSP48E1 each) + 4 post-processing lanes of 33x33 and 42x18
+    assert planned.dsp == 16 + 4 * (4 + 2)
     # input 72 x 32 bits: 1 RAMB18 (512x36); weights 18 x 128: 4; accumulators 16 x 128: 4;
     # staging 32 x 72: 2 (UG473's 512x36 shape, four or two side by side)
     assert (planned.bram18, planned.bram36, planned.bram18_units) == (11, 0, 11)
@@ -123,7 +124,7 @@ def test_synth_command_json_on_the_memory_design(capsys, tmp_path):
         assert set(report[side]) >= {"dsp", "bram18", "bram36", "lut", "ff"}
     assert report["yosys"]["dsp"] == 0          # a copy has no multiplier
     assert report["yosys"]["ff"] > 32           # at least the address registers
-    assert report["planned"]["dsp"] == 4 + 2 * 8    # the engine's plan, for comparison
+    assert report["planned"]["dsp"] == 4 + 2 * 6    # the engine's plan, for comparison
 
 
 def test_synth_command_missing_config_is_a_user_error(capsys):

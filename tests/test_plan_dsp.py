@@ -40,6 +40,9 @@ def test_int8_does_not_pack_on_dsp48e1():
     (66, 18, "DSP48E1", 4),     # 17 + 17 + 17 + 15
     (49, 18, "DSP48E1", 3),     # 17 + 17 + 15: not 2 chunks of 25 and 24
     (40, 40, "DSP48E1", 6),     # (17 + 23) x (17 + 17 + 6)
+    (33, 33, "DSP48E1", 4),     # (17 + 16) x (17 + 16): the engine's requantization product
+    (42, 18, "DSP48E1", 2),     # 17 + 25: its clamped activation product
+    (43, 18, "DSP48E1", 3),     # one bit more: 17 + 17 + 9
     (44, 18, "DSP48E2", 2),     # 17 + 27
 ])
 def test_multiplier_splitting(a, w, dsp_type, expected):
@@ -47,12 +50,14 @@ def test_multiplier_splitting(a, w, dsp_type, expected):
 
 
 def test_engine_counts_its_post_processing_and_never_packs():
-    # ZC706-sized engine: 512 MACs of 9 x 8 bits + 64 lanes of 34x32 and 66x18 products
-    assert engine_dsps(64, 8, 8, 8, 32, "DSP48E1") == 512 + 64 * 8
+    # ZC706-sized engine: 512 MACs of 9 x 8 bits + 64 lanes of an unsigned 32 x 32 product
+    # (33 x 33 signed: (17 + 16) x (17 + 16), 4 slices) and a 42 x 18 one (17 + 25: 2)
+    assert engine_dsps(64, 8, 8, 8, 32, "DSP48E1") == 512 + 64 * 6
     # on a DSP48E2 the engine still builds one MAC per slice (WP486 packing is not built)
-    assert engine_dsps(16, 16, 8, 8, 32, "DSP48E2") == 256 + 16 * 8
-    # 16-bit data: 17 x 16 still fits one slice; 48-bit accumulators widen the lanes
-    assert engine_dsps(4, 4, 16, 16, 48, "DSP48E1") == 16 + 4 * (6 + 5)
+    assert engine_dsps(16, 16, 8, 8, 32, "DSP48E2") == 256 + 16 * 6
+    # 16-bit data: 17 x 16 still fits one slice; 48-bit accumulators widen the requantization
+    # product (49 x 33: (17 + 17 + 15) x (17 + 16)), not the slope product
+    assert engine_dsps(4, 4, 16, 16, 48, "DSP48E1") == 16 + 4 * (6 + 2)
 
 
 def test_more_bits_never_cost_fewer_dsps():

@@ -32,6 +32,7 @@ PACKING_GUARD_BITS = 2
 CASCADE_SHIFT = 17
 POST_PARAM_BITS = 32     # hw/postproc.py: bias, multiplier and shift words
 POST_SLOPE_BITS = 18     # hw/postproc.py: the activation slope register
+POST_CLAMP_BITS = 42     # hw/postproc.py CLAMP_BITS: y before the slope product
 
 
 def dsps_per_multiplier(a_bits: int, w_bits: int, dsp_type: str) -> int:
@@ -83,15 +84,16 @@ def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int
 
     A MAC multiplies an input minus its zero point (act_bits + 1 bits) by a weight; it never
     packs two MACs per slice. Each post-processing lane (hw/postproc.py) has two multipliers:
-    the requantization product (acc + bias, max(acc_bits, 32) + 2 bits, times an int32
-    multiplier) and the activation slope product (that product's width times an 18-bit slope).
+    the requantization product of magnitudes (|acc + bias|, max(acc_bits, 32) bits unsigned,
+    times |M|, 32 bits unsigned: one bit more each as signed operands) and the activation
+    slope product (y clamped to 42 bits times an 18-bit slope).
 
-    >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1")     # 16 MACs + 4 lanes of 4 + 4
-    48
+    >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1")     # 16 MACs + 4 lanes of 4 + 2
+    40
     """
-    operand = max(acc_bits, POST_PARAM_BITS) + 2
-    lane = (dsps_per_multiplier(operand, POST_PARAM_BITS, dsp_type)
-            + dsps_per_multiplier(operand + POST_PARAM_BITS, POST_SLOPE_BITS, dsp_type))
+    operand = max(acc_bits, POST_PARAM_BITS) + 1
+    lane = (dsps_per_multiplier(operand, POST_PARAM_BITS + 1, dsp_type)
+            + dsps_per_multiplier(POST_CLAMP_BITS, POST_SLOPE_BITS, dsp_type))
     return tm * tn * dsps_per_multiplier(act_bits + 1, weight_bits, dsp_type) + tm * lane
 
 
