@@ -11,7 +11,7 @@ Two models, each written once; both take numpy arrays of tile sizes (the explore
 >>> from fpgacnn.config import HardwareConfig
 >>> cfg = HardwareConfig(tm=4, tn=4)
 >>> int(EngineResources("DSP48E1").dsp(cfg, 4, 4)), int(MacArrayResources(1).dsp(cfg, 4, 4))
-(48, 16)
+(40, 16)
 """
 
 from dataclasses import dataclass
