@@ -146,7 +146,7 @@ class PostProcessor(wiring.Component):
         reach = Signal(unsigned(CLAMP_BITS), name="reach")
         m.d.comb += reach.eq(activation_reach(self.act_shift))
         for lane in range(self.config.tm):
-            out = self._lane(m, lane, reach)
+            out = self._lane(m, lane, reach, valid)
             best = Signal(signed(OUT_BITS), name=f"pool_max_{lane}")
             with m.If(valid[LATENCY - 1]):
                 m.d.sync += best.eq(Mux(first[LATENCY - 1] | (out > best), out, best))
@@ -155,10 +155,17 @@ class PostProcessor(wiring.Component):
         m.d.comb += self.out_valid.eq(valid[LATENCY])
         return m
 
-    def _lane(self, m, lane, reach):
-        """Stages 1 to 5 for one channel; returns the saturated value (before pooling)."""
+    def _lane(self, m, lane, reach, valid):
+        """Stages 1 to 5 for one channel; returns the saturated value (before pooling).
+
+        Stage k loads only with a valid pixel (valid[k - 1]): idle lanes cost the simulator
+        nothing, and registers of idle stages are never read."""
         def reg(shape, name):
             return Signal(shape, name=f"{name}_{lane}")
+
+        def load(stage, assignments):
+            with m.If(valid[stage - 1]):
+                m.d.sync += assignments
 
         operand_bits = max(self.config.acc_bits, PARAM_BITS)    # |acc + bias| < 2**32
         # stage 1: bias, the operand of the multiplier (gemmlowp and single round: int32),
@@ -172,13 +179,13 @@ class PostProcessor(wiring.Component):
         operand_mag, mult_mag = reg(operand_bits, "operand"), reg(PARAM_BITS, "mult")
         negative, both_min, right = reg(1, "negative"), reg(1, "both_min"), reg(6, "right")
         shift1, slope1 = reg(signed(8), "shift_1"), reg(signed(SLOPE_BITS), "slope_1")
-        m.d.sync += [
+        load(1, [
             operand_mag.eq(magnitude(operand)), mult_mag.eq(magnitude(mult)),
             negative.eq(operand[-1] ^ mult[-1]),
             both_min.eq((operand == INT32_MIN) & (mult == INT32_MIN)),
             right.eq(Mux(self.shift[lane] < 0, -self.shift[lane], 0)),
             shift1.eq(self.shift[lane]), slope1.eq(self.slope[lane]),
-        ]
+        ])
         # stage 2: the product of magnitudes (DSP multipliers with a registered output);
         # parameters travel down the pipeline with their pixel, so they may change from one
         # pixel to the next
@@ -186,9 +193,9 @@ class PostProcessor(wiring.Component):
         negative2, both_min2, right2 = reg(1, "negative_2"), reg(1, "both_min_2"), \
             reg(6, "right_2")
         shift2, slope2 = reg(signed(8), "shift_2"), reg(signed(SLOPE_BITS), "slope_2")
-        m.d.sync += [product_mag.eq(operand_mag * mult_mag), negative2.eq(negative),
-                     both_min2.eq(both_min), right2.eq(right), shift2.eq(shift1),
-                     slope2.eq(slope1)]
+        load(2, [product_mag.eq(operand_mag * mult_mag), negative2.eq(negative),
+                 both_min2.eq(both_min), right2.eq(right), shift2.eq(shift1),
+                 slope2.eq(slope1)])
         # stage 3: the sign, the rounding shift of the requantization, the clamp
         below_top = product_mag[:len(product_mag) - 1]        # |s| < 2**32, |M| <= 2**31
         product = Mux(negative2, -below_top, below_top)
@@ -200,16 +207,16 @@ class PostProcessor(wiring.Component):
                      shift_round(product, amount, rounding))
         y = reg(signed(CLAMP_BITS), "requantized")
         slope3 = reg(signed(SLOPE_BITS), "slope_3")
-        m.d.sync += [y.eq(clamp(y_full, -reach, 1 << OUT_BITS)), slope3.eq(slope2)]
+        load(3, [y.eq(clamp(y_full, -reach, 1 << OUT_BITS)), slope3.eq(slope2)])
         # stage 4: the activation slope product
         scaled = reg(signed(CLAMP_BITS + SLOPE_BITS), "scaled")
         y2 = reg(signed(CLAMP_BITS), "requantized_d")
-        m.d.sync += [scaled.eq(y * slope3), y2.eq(y)]
+        load(4, [scaled.eq(y * slope3), y2.eq(y)])
         # stage 5: activation rounding, zero point, saturation
         sloped = shift_round(scaled, self.act_shift, self.act_rounding)[:ACTIVATED_BITS]
         activated = Mux(self.act & (y2 < 0), sloped.as_signed(), y2)
         out = reg(signed(OUT_BITS), "saturated")
-        m.d.sync += out.eq(clamp(activated + self.out_zero, self.out_lo, self.out_hi))
+        load(5, out.eq(clamp(activated + self.out_zero, self.out_lo, self.out_hi)))
         return out
 
 
