@@ -4,10 +4,12 @@
 
 For AlexNet and VGG16 (zoo models, 224x224) on each device: time of `explore_engine`, against
 the named peer, a brute-force loop in plain Python that evaluates every design of the same
-candidate space one at a time (the same formulas, written with Python ints). The peer runs in
-full on the smaller spaces; where it would take minutes it runs on an evenly spaced sample and
-its full time is extrapolated (marked "~"). Both must pick the same design where the peer runs
-in full; where it samples, both must give the sampled best design the same cycle count.
+candidate space one at a time (the same formulas, written with Python ints: the engine model's
+cycles tile by tile, the DSPs and block RAMs of the engine as generated). The peer runs in
+full on spaces of up to 10,000 designs; on larger ones it runs on an evenly spaced sample of
+about 2,000 and its full time is extrapolated (marked "~"). Both must pick the same design where
+the peer runs in full; where it samples, both must give the sampled best design the same cycle
+count.
 """
 
 import sys
@@ -17,15 +19,17 @@ from math import ceil
 from fpgacnn.config import HardwareConfig
 from fpgacnn.frontends import load_model
 from fpgacnn.plan.devices import load_device
-from fpgacnn.plan.dsp import dsp_per_mac
-from fpgacnn.plan.engine import Memory, effective_bytes_per_cycle, total_cycles
+from fpgacnn.plan.bram import engine_buffers, map_buffer_best
+from fpgacnn.plan.dsp import engine_dsps
+from fpgacnn.plan.engine import (ENGINE, PARAM_BYTES_PER_CHANNEL, Memory,
+                                 effective_bytes_per_cycle, total_cycles)
 from fpgacnn.plan.explore import budgets, explore_engine, tile_candidates
-from fpgacnn.plan.bram import map_buffer_best
 from fpgacnn.plan.workload import layers_from_graph
 
 CASES = [("zoo:alexnet", "xc7z020"), ("zoo:alexnet", "xczu9eg"), ("zoo:alexnet", "xc7vx485t"),
          ("zoo:vgg16", "xc7z020"), ("zoo:vgg16", "xczu9eg")]
-PEER_LIMIT = 20_000         # designs the peer evaluates in full before it samples
+PEER_LIMIT = 10_000         # designs the peer evaluates in full before it samples
+PEER_SAMPLE = 2_000         # designs in its sample of a larger space
 
 
 def config_for(device) -> HardwareConfig:
@@ -38,71 +42,101 @@ def config_for(device) -> HardwareConfig:
                           ddr_bytes_per_cycle=min(rate, width / 8))
 
 
-def _chunks(extent, tile):
-    full, rem = divmod(extent, tile)
-    return [(tile, full)] + ([(rem, 1)] if rem else [])
+def peer_cycles(layer, cfg, bpc, tm, tn, tr, t=ENGINE):
+    """docs/planning.md's engine model with plain Python ints, tile by tile in the engine's
+    order, one design at a time (`t`: the engine's fixed costs)."""
+    lat, wb, burst = cfg.ddr_latency, cfg.ddr_width_bits // 8, cfg.burst_len
 
+    def data(words):
+        return max(words, ceil((words - 1) * wb / bpc))
 
-def peer_cycles(layer, cfg, bpc, tm, tn, tr):
-    """docs/planning.md's formulas with plain Python ints, one design at a time."""
-    lat, a, w = cfg.ddr_latency, cfg.act_bits, cfg.weight_bits
-    k = layer.kh * layer.kw
+    def beats(nbytes):
+        return ceil(nbytes / wb)
 
-    def xfer(nbytes):
-        return lat + ceil(nbytes / bpc)
+    def issue(commands, words):
+        return commands * (1 + ceil(words / burst))
 
-    def rows(out, stride, size):
-        need = (out - 1) * stride + (layer.kh - 1) * layer.dh + 1
-        return min(need, size) if size else need
+    def tiles(out, tile, stride, kernel, dilation, size, full_out):
+        """(output extent, input extent read) of each tile along one dimension."""
+        def need(o):
+            return (o - 1) * stride + (kernel - 1) * dilation + 1
+        pad = ceil(max(0, need(full_out) - size) / 2) if size else 0
+        after = max(0, need(out) - pad - size) if size else 0
+        starts = range(0, out, min(tile, out))
+        return [(min(tile, out - o), need(min(tile, out - o)) - (pad if o == 0 else 0)
+                 - (after if o == starts[-1] else 0)) for o in starts]
 
     p = layer.pool
-    rows_out, cols_out = layer.r - layer.r % p, layer.c - layer.c % p
-    tc = tr = max(p, tr - tr % p)
-    total = 0
-    for rr, nr in _chunks(rows_out, min(tr, rows_out)):
-        for cc, nc in _chunks(cols_out, min(tc, cols_out)):
-            pixels = rows(rr, layer.sh, layer.in_h) * rows(cc, layer.sw, layer.in_w)
-            for mm, nm in _chunks(layer.m, min(tm, layer.m)):
-                steps = port = 0
-                for nn, nk in _chunks(layer.n, min(tn, layer.n)):
-                    t = xfer(ceil(nn * pixels * a / 8) + ceil(mm * nn * k * w / 8))
-                    steps += nk * max(rr * cc * k, t)
-                    port += nk * t
-                port += xfer(ceil(mm * (rr // p) * (cc // p) * a / 8))
-                total += nr * nc * nm * max(steps, port)
-    f_r, f_c, f_m, f_n = (min(tr, rows_out), min(tc, cols_out), min(tm, layer.m),
-                          min(tn, layer.n))
-    first = xfer(ceil(f_n * rows(f_r, layer.sh, layer.in_h) * rows(f_c, layer.sw, layer.in_w)
-                      * a / 8) + ceil(f_m * f_n * k * w / 8))
-    l_r = rows_out % tr or min(tr, rows_out)
-    l_c = cols_out % tc or min(tc, cols_out)
-    l_m = layer.m % tm or min(tm, layer.m)
-    last = xfer(ceil(l_m * (l_r // p) * (l_c // p) * a / 8))
-    return layer.groups * layer.batch * (total + first + last)
+    tr = tc = max(p, tr - tr % p)
+    rows = tiles(layer.r - layer.r % p, tr, layer.sh, layer.kh, layer.dh, layer.in_h, layer.r)
+    cols = tiles(layer.c - layer.c % p, tc, layer.sw, layer.kw, layer.dw, layer.in_w, layer.c)
+    k = layer.kh * layer.kw
+    row_bytes = ceil(tn * cfg.act_bits / 8)
+    w_beats = beats(ceil(tm * tn * k * cfg.weight_bits / 8))
+    p_beats = beats(tm * PARAM_BYTES_PER_CHANNEL)
+    n_blocks, m_blocks = ceil(layer.n / tn), ceil(layer.m / tm)
+    total, send, sent, first = 0, 0, 0, None
+    for rr, lh in rows:
+        for cc, lw in cols:
+            row_beats = beats(lw * row_bytes)
+            words = lh * row_beats + w_beats
+            rows_issue = issue(lh, row_beats)
+            load = t.load + lat + max(data(words), rows_issue + data(w_beats))
+            load_p = t.load + lat + max(data(words + p_beats),
+                                        rows_issue + data(w_beats + p_beats),
+                                        rows_issue + issue(1, w_beats) + data(p_beats))
+            comp = rr * cc * k + t.step
+            if first is None:
+                first = load_p if n_blocks == 1 else load
+            in_flight = load_p if n_blocks <= 2 else load
+            if n_blocks == 1:
+                steps, slack = max(comp + t.drain, load_p), max(0, comp + t.drain - load_p)
+            else:
+                steps = ((n_blocks - 2) * max(comp, load) + max(comp, load_p)
+                         + max(comp + t.drain, load))
+                slack = max(0, comp - in_flight)
+            loads = (n_blocks - 1) * load + load_p
+            reads = loads - n_blocks * (t.load + lat)
+            for mb in range(m_blocks):
+                # the previous block's write-back alternates with the load in flight; its
+                # per-row costs idle the port where no read overlaps them
+                idle = (send - sent) * max(send - reads, 0) // max(send, 1)
+                total += max(steps + max(0, min(sent, in_flight) - slack), loads + sent + idle)
+                lines = ceil(min(tm, layer.m - mb * tm) / tn) * (rr // p)
+                sent = lines * data(beats((cc // p) * row_bytes))
+                send = sent + lines * t.write_row
+    fetch = t.fetch + lat + data(beats(t.descriptor_bytes))
+    total += fetch + min(first, comp + t.drain) + send + lat + t.write_end
+    return layer.groups * layer.batch * total
 
 
-def peer_space(layers, per_mac, max_dsp):
+def peer_dsps(cfg, dsp_type, tm, tn):
+    return engine_dsps(tm, tn, cfg.act_bits, cfg.weight_bits, cfg.acc_bits, dsp_type)
+
+
+def peer_space(layers, cfg, dsp_type, max_dsp):
     tms = [int(v) for v in tile_candidates([l.m for l in layers])]
     tns = [int(v) for v in tile_candidates([l.n for l in layers])]
     trs = [int(v) for v in tile_candidates([l.r for l in layers] + [l.c for l in layers])]
-    return [(tm, tn, tr) for tm in tms for tn in tns if ceil(tm * tn * per_mac) <= max_dsp
-            for tr in trs]
+    return [(tm, tn, tr) for tm in tms for tn in tns
+            if peer_dsps(cfg, dsp_type, tm, tn) <= max_dsp for tr in trs]
 
 
-def peer_explore(layers, cfg, per_mac, max_dsp, max_bram, space):
+def peer_explore(layers, cfg, dsp_type, max_bram, space):
+    """The best (cycles, DSPs, RAMB18) design of `space`: the engine as generated, each
+    buffer mapped on its own."""
     kmax = max(max(l.kh, l.kw) for l in layers)
     smax = max(max(l.sh, l.sw) for l in layers)
     bpc = effective_bytes_per_cycle(cfg)
     best = None
     for tm, tn, tr in space:
-        side = (tr - 1) * smax + kmax
-        bram = (map_buffer_best(cfg.act_bits, side * side, 2 * tn).bram18
-                + map_buffer_best(tn * cfg.weight_bits, kmax * kmax, 2 * tm).bram18
-                + map_buffer_best(cfg.acc_bits, tr * tr, 2 * tm).bram18)
+        buffers = engine_buffers(tm, tn, tr, tr, cfg.act_bits, cfg.weight_bits, cfg.acc_bits,
+                                 kmax, smax)
+        bram = sum(map_buffer_best(width, depth).bram18 for width, depth in buffers.values())
         if bram > max_bram:
             continue
         cycles = sum(peer_cycles(l, cfg, bpc, tm, tn, tr) for l in layers)
-        key = (cycles, ceil(tm * tn * per_mac), bram)
+        key = (cycles, peer_dsps(cfg, dsp_type, tm, tn), bram)
         if best is None or key < best[0]:
             best = (key, (tm, tn, tr))
     return best
@@ -118,15 +152,14 @@ def main():
         layers = graphs[spec]
         device = load_device(name)
         cfg = config_for(device)
-        per_mac = dsp_per_mac(8, 8, device.dsp_type)
         max_dsp, max_bram = budgets(device)
         start = time.perf_counter()
-        found = explore_engine(layers, cfg, device, per_mac)
+        found = explore_engine(layers, cfg, device)
         ours = time.perf_counter() - start
-        space = peer_space(layers, per_mac, max_dsp)
-        sample = space if len(space) <= PEER_LIMIT else space[::ceil(len(space) / PEER_LIMIT)]
+        space = peer_space(layers, cfg, device.dsp_type, max_dsp)
+        sample = space if len(space) <= PEER_LIMIT else space[::ceil(len(space) / PEER_SAMPLE)]
         start = time.perf_counter()
-        peer = peer_explore(layers, cfg, per_mac, max_dsp, max_bram, sample)
+        peer = peer_explore(layers, cfg, device.dsp_type, max_bram, sample)
         peer_time = (time.perf_counter() - start) * len(space) / len(sample)
         full = sample is space
         chosen = (found.best.tm, found.best.tn, found.best.tr)
