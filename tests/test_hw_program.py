@@ -202,6 +202,10 @@ def test_parameter_ranges():
     assert "acc_bits = 32" in refusal(big_bias)
     steep = replace(conv(), act_multiplier=np.full(20, 1 << 17), act_shift=3)
     assert "activation slope" in refusal(steep)
+    # the lanes clamp y at -2**41 before the slope product: exact only for slopes >= 2**-23
+    shallow = replace(conv(), act_multiplier=np.full(20, 3), act_shift=30)
+    assert "smallest exact slope 2**-23" in refusal(shallow)
+    compile_(replace(conv(), act_multiplier=np.full(20, 1 << 7), act_shift=30), HardwareConfig())
 
 
 def test_pool_needs_a_2x2_output():

@@ -265,13 +265,26 @@ def _check_params(layer, config):
     if rq.mode != "shift" and (shift.min() < -31 or shift.max() > 30):
         raise UserError(f"layer {name!r}: requant shift {shift.min()}..{shift.max()} is "
                         f"outside the engine's range -31..30")
-    if layer.act_multiplier is not None:
-        am = np.asarray(layer.act_multiplier, np.int64)
-        if np.any(np.abs(am) >= 1 << 17) or not 0 <= layer.act_shift < 64:
-            raise UserError(f"layer {name!r}: activation slope {am.min()}..{am.max()} / "
-                            f"2**{layer.act_shift} is outside the engine's range")
+    check_activation_slope(layer, "engine")
     if layer.bias is not None and np.any(np.abs(layer.bias) >= 1 << (config.acc_bits - 1)):
         raise UserError(f"layer {name!r}: bias does not fit acc_bits = {config.acc_bits}")
+
+
+def check_activation_slope(layer, unit: str) -> None:
+    """The LeakyReLU/PReLU slope multiplier / 2**act_shift that the post-processing lanes
+    compute exactly (hw.postproc: 18-bit slopes, `slope_is_exact`), else a UserError."""
+    from fpgacnn.hw.postproc import slope_is_exact
+
+    if layer.act_multiplier is None:
+        return
+    am = np.asarray(layer.act_multiplier, np.int64)
+    if np.any(np.abs(am) >= 1 << 17) or not 0 <= layer.act_shift < 64:
+        raise UserError(f"layer {layer.name!r}: activation slope {am.min()}..{am.max()} / "
+                        f"2**{layer.act_shift} is outside the {unit}'s range")
+    if not all(slope_is_exact(int(v), layer.act_shift) for v in am.ravel()):
+        raise UserError(f"layer {layer.name!r}: activation slope {am.min()}..{am.max()} / "
+                        f"2**{layer.act_shift} is below the {unit}'s smallest exact slope "
+                        f"2**-23")
 
 
 def pack_params(layer, config: HardwareConfig) -> bytes:

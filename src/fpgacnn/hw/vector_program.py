@@ -21,7 +21,8 @@ import numpy as np
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 from fpgacnn.golden.arith import ROUNDINGS
-from fpgacnn.hw.program import MODES, WORD_BITS, LayerDescriptor, _f, feature_row_bytes
+from fpgacnn.hw.program import (MODES, WORD_BITS, LayerDescriptor, _f, check_activation_slope,
+                                feature_row_bytes)
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import Requant
 
@@ -242,11 +243,7 @@ def _check_ranges(layer, config, formats, kernel, pre):
     terms = kernel[0] * kernel[1]
     _limit(layer.name, "window sum bound", total * terms, (1 << (config.acc_bits - 1)) - 1)
     _limit(layer.name, "output bits", layer.output.bits, config.act_bits)
-    if layer.act_multiplier is not None:
-        am = np.asarray(layer.act_multiplier, np.int64)
-        if np.any(np.abs(am) >= 1 << 17) or not 0 <= layer.act_shift < 64:
-            raise UserError(f"layer {layer.name!r}: activation slope {am.min()}..{am.max()} / "
-                            f"2**{layer.act_shift} is outside the vector unit's range")
+    check_activation_slope(layer, "vector unit")
 
 
 def _descriptor(layer, config, addresses, shapes, formats, rounding, k=None):
