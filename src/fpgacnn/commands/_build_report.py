@@ -43,6 +43,10 @@ def _accuracy(v) -> str:
     if v["onnx_mismatches"] is not None:
         text += (f"; {v['onnx_mismatches']} of {v['onnx_elements']} elements differ from the "
                  f"golden model (QLinear form of the quantized model)")
+        if v["onnx_mismatches"] and v.get("requant_modes") != ["float32"]:
+            text += (f" - expected: onnxruntime requantizes in float32, this model in "
+                     f"{', '.join(v['requant_modes'])} (the engine's integer arithmetic); "
+                     f"a model quantized with the float32 mode matches onnxruntime exactly")
     return text + ".\n"
 
 

@@ -161,7 +161,8 @@ def verify_step(build):
             "float_accuracy": report.float_accuracy, "int_accuracy": report.int_accuracy,
             "onnxruntime": report.onnx_status,
             "onnx_mismatches": sum(l.onnx_mismatches for l in counted) if counted else None,
-            "onnx_elements": sum(l.elements for l in counted) if counted else None}
+            "onnx_elements": sum(l.elements for l in counted) if counted else None,
+            "requant_modes": sorted({l.requant.mode for l in build.qmodel.layers if l.requant})}
 
 
 def plan_step(build):
