@@ -32,8 +32,57 @@ def _f(bits, signed=False):
     return field(default=0, metadata={"bits": bits, "signed": signed})
 
 
+class Descriptor:
+    """What every descriptor format shares: its dataclass fields (least significant first, bit
+    widths in their metadata) give the range checks, the packed integer and the Amaranth layout."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            bits, signed = f.metadata["bits"], f.metadata["signed"]
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise UserError(f"descriptor field {f.name} = {value!r} does not fit "
+                                f"{'signed ' if signed else ''}{bits} bits")
+            object.__setattr__(self, f.name, int(value))
+
+    @classmethod
+    def bits(cls) -> int:
+        return sum(f.metadata["bits"] for f in fields(cls))
+
+    @classmethod
+    def words(cls) -> int:
+        return -(-cls.bits() // WORD_BITS)
+
+    @classmethod
+    def layout(cls):
+        """The Amaranth StructLayout the hardware decodes, generated from the fields."""
+        from amaranth.hdl import signed, unsigned
+        from amaranth.lib import data
+        return data.StructLayout({
+            f.name: (signed if f.metadata["signed"] else unsigned)(f.metadata["bits"])
+            for f in fields(cls)})
+
+    def to_int(self) -> int:
+        """All fields as one integer, the first field at the least significant end."""
+        value, offset = 0, 0
+        for f in fields(self):
+            bits = f.metadata["bits"]
+            value |= (getattr(self, f.name) & ((1 << bits) - 1)) << offset
+            offset += bits
+        return value
+
+    def pack(self) -> list[int]:
+        """The descriptor as `words()` unsigned 32-bit words, least significant first."""
+        value = self.to_int()
+        return [(value >> (WORD_BITS * i)) & 0xFFFFFFFF for i in range(self.words())]
+
+    def to_bytes(self) -> bytes:
+        return self.to_int().to_bytes(self.words() * WORD_BITS // 8, "little")
+
+
 @dataclass(frozen=True)
-class LayerDescriptor:
+class LayerDescriptor(Descriptor):
     """One layer for the engine; every field an integer of the width in its metadata."""
 
     last: int = _f(1)               # the program ends after this layer
@@ -80,46 +129,15 @@ class LayerDescriptor:
     weight_addr: int = _f(32)
     param_addr: int = _f(32)
 
-    def __post_init__(self):
-        for f in fields(self):
-            bits, signed = f.metadata["bits"], f.metadata["signed"]
-            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-            value = getattr(self, f.name)
-            if not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-                raise UserError(f"descriptor field {f.name} = {value!r} does not fit "
-                                f"{'signed ' if signed else ''}{bits} bits")
-            object.__setattr__(self, f.name, int(value))
 
-    def to_int(self) -> int:
-        """All fields as one integer, the first field at the least significant end."""
-        value, offset = 0, 0
-        for f in fields(self):
-            bits = f.metadata["bits"]
-            value |= (getattr(self, f.name) & ((1 << bits) - 1)) << offset
-            offset += bits
-        return value
-
-    def pack(self) -> list[int]:
-        """The descriptor as DESCRIPTOR_WORDS unsigned 32-bit words, least significant first."""
-        value = self.to_int()
-        return [(value >> (WORD_BITS * i)) & 0xFFFFFFFF for i in range(DESCRIPTOR_WORDS)]
-
-    def to_bytes(self) -> bytes:
-        return self.to_int().to_bytes(DESCRIPTOR_WORDS * WORD_BITS // 8, "little")
-
-
-DESCRIPTOR_BITS = sum(f.metadata["bits"] for f in fields(LayerDescriptor))
-DESCRIPTOR_WORDS = -(-DESCRIPTOR_BITS // WORD_BITS)
+DESCRIPTOR_BITS = LayerDescriptor.bits()
+DESCRIPTOR_WORDS = LayerDescriptor.words()
 DESCRIPTOR_STRIDE = -(-DESCRIPTOR_WORDS * 4 // 64) * 64   # bytes between descriptors in DDR
 
 
 def descriptor_layout():
-    """The Amaranth StructLayout of a descriptor, generated from LayerDescriptor's fields."""
-    from amaranth.hdl import signed, unsigned
-    from amaranth.lib import data
-    return data.StructLayout({
-        f.name: (signed if f.metadata["signed"] else unsigned)(f.metadata["bits"])
-        for f in fields(LayerDescriptor)})
+    """The Amaranth StructLayout of a LayerDescriptor."""
+    return LayerDescriptor.layout()
 
 
 # ---- sizes the hardware is built with (all derived from the configuration) -------------------

@@ -1,7 +1,7 @@
 """The vector unit's program: one descriptor per non-conv layer, and the compiler that makes it.
 
-`VectorDescriptor` is the one definition of the descriptor format, built like
-`program.LayerDescriptor`: its fields (least significant first) and their bit widths give both
+`VectorDescriptor` is the one definition of the descriptor format, a `program.Descriptor`
+like the engine's: its fields (least significant first) and their bit widths give both
 `pack()`/`to_bytes()` and `vector_layout()`, the Amaranth layout the unit decodes.
 
 Every op is the same walk (docs/vector_unit.md): for each channel block, each output pixel,
@@ -14,14 +14,14 @@ reduce the window (max or sum), then requantize, activate and saturate (the "pos
     ...                          input_formats=[fmt], rounding="half_up")    # doctest: +SKIP
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 from fpgacnn.golden.arith import ROUNDINGS
-from fpgacnn.hw.program import (MODES, WORD_BITS, LayerDescriptor, _f, check_activation_slope,
+from fpgacnn.hw.program import (MODES, Descriptor, _f, check_activation_slope,
                                 feature_row_bytes)
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import Requant
@@ -37,7 +37,7 @@ IDENTITY = Requant("shift", np.array([1]), np.array([0]), "half_up")
 
 
 @dataclass(frozen=True)
-class VectorDescriptor:
+class VectorDescriptor(Descriptor):
     """One layer for the vector unit; every field an integer of the width in its metadata."""
 
     op: int = _f(3)                 # index into OPS
@@ -79,31 +79,19 @@ class VectorDescriptor:
     out_addr: int = _f(32)
     param_addr: int = _f(32)
 
-    __post_init__ = LayerDescriptor.__post_init__
-    to_int = LayerDescriptor.to_int
-
-    def pack(self) -> list[int]:
-        """The descriptor as VECTOR_WORDS unsigned 32-bit words, least significant first."""
-        value = self.to_int()
-        return [(value >> (WORD_BITS * i)) & 0xFFFFFFFF for i in range(VECTOR_WORDS)]
-
     def to_bytes(self) -> bytes:
         """VECTOR_STRIDE bytes: the unit fetches whole memory words, at most 64 bytes."""
         return self.to_int().to_bytes(VECTOR_STRIDE, "little")
 
 
-VECTOR_BITS = sum(f.metadata["bits"] for f in fields(VectorDescriptor))
-VECTOR_WORDS = -(-VECTOR_BITS // WORD_BITS)
+VECTOR_BITS = VectorDescriptor.bits()
+VECTOR_WORDS = VectorDescriptor.words()
 VECTOR_STRIDE = -(-VECTOR_WORDS * 4 // 64) * 64
 
 
 def vector_layout():
     """The Amaranth StructLayout of a VectorDescriptor."""
-    from amaranth.hdl import signed, unsigned
-    from amaranth.lib import data
-    return data.StructLayout({
-        f.name: (signed if f.metadata["signed"] else unsigned)(f.metadata["bits"])
-        for f in fields(VectorDescriptor)})
+    return VectorDescriptor.layout()
 
 
 def record_bytes(config: HardwareConfig) -> int:
