@@ -34,6 +34,42 @@ def test_zhang_layer_shapes():
                       (128, 192, 13, 13, 3, 1)]
 
 
+class TwoBanks:
+    """The ping-pong input/weight buffers, step by step: a step's load starts when the previous
+    load has finished and its bank is free (the compute two steps back has finished); its
+    compute when its load and the previous compute have finished."""
+
+    def __init__(self):
+        self.load_end, self.computed = 0, [0, 0]
+
+    def step(self, load, comp):
+        start = max(self.load_end, self.computed[-2])
+        self.load_end = start + load
+        self.computed.append(max(self.load_end, self.computed[-1]) + comp)
+
+    @property
+    def end(self):
+        return self.computed[-1]
+
+
+runs = st.lists(st.tuples(st.integers(1, 300), st.integers(1, 300), st.integers(1, 4)),
+                min_size=1, max_size=12)
+
+
+@settings(max_examples=300)
+@given(runs=runs)
+def test_two_banks_reduce_to_pairs_of_a_compute_and_the_next_load(runs):
+    # docs/planning.md: a load starts when the compute before it starts, so the computes end
+    # at the first load + max(compute i - 1, load i) for each later step + the last compute
+    steps = [(load, comp) for load, comp, count in runs for _ in range(count)]
+    banks = TwoBanks()
+    for load, comp in steps:
+        banks.step(load, comp)
+    loads, comps = zip(*steps)
+    pairs = sum(max(comp, load) for comp, load in zip(comps, loads[1:]))
+    assert banks.end == loads[0] + pairs + comps[-1]
+
+
 def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
     """docs/planning.md's schedule step by step in the engine's order, with Python ints."""
     lat, wb = mem.latency, mem.word_bytes
@@ -67,7 +103,8 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
     w_beats = beats(ceil(tm * tn * k * mem.weight_bits / 8))
     p_beats = beats(tm * 16)
     n_blocks, m_blocks = ceil(layer.n / tn), ceil(layer.m / tm)
-    total, traffic, send, sent, first = 0, 0, 0, 0, None
+    traffic, send, sent, port = 0, 0, 0, 0
+    banks = TwoBanks()
     for rr, lh in rows:
         for cc, lw in cols:
             row_beats = beats(lw * row_bytes)
@@ -78,29 +115,24 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
                                         rows_issue + data(w_beats + p_beats),
                                         rows_issue + issue(1, w_beats) + data(p_beats))
             comp = rr * cc * k + t.step
-            if first is None:
-                first = load_p if n_blocks == 1 else load
             for mb in range(m_blocks):
-                if n_blocks == 1:
-                    steps = max(comp + t.drain, load_p)
-                else:
-                    steps = ((n_blocks - 2) * max(comp, load) + max(comp, load_p)
-                             + max(comp + t.drain, load))
-                in_flight = load_p if n_blocks <= 2 else load
-                slack = max(0, comp + t.drain - load_p if n_blocks == 1 else comp - in_flight)
+                for nb in range(n_blocks):
+                    last = nb == n_blocks - 1
+                    # a block's first load alternates its words with the previous write-back's
+                    cost = load_p if last else load
+                    shared = min(sent, cost - t.load - lat) if nb == 0 else 0
+                    banks.step(cost + shared, comp + (t.drain if last else 0))
                 loads = (n_blocks - 1) * load + load_p
                 reads = loads - n_blocks * (t.load + lat)
-                # the previous write-back: its words alternate with the load in flight's;
-                # its per-row costs are idle where no read data overlaps them
-                idle = (send - sent) * max(send - reads, 0) // max(send, 1)
-                total += max(steps + max(0, min(sent, in_flight) - slack), loads + sent + idle)
+                # the port's work: loads, written words, the writer's per-row costs when idle
+                port += loads + sent + (send - sent) * max(send - reads, 0) // max(send, 1)
                 lines = ceil(min(tm, layer.m - mb * tm) / tn) * (rr // p)
                 written = beats((cc // p) * row_bytes)
                 sent = lines * data(written)
                 send = sent + lines * t.write_row
                 traffic += n_blocks * words + p_beats + lines * written
     fetch = t.fetch + lat + data(beats(t.descriptor_bytes))
-    total += fetch + min(first, comp + t.drain) + send + lat + t.write_end
+    total = fetch + max(banks.end, port) + send + lat + t.write_end
     passes = layer.groups * layer.batch
     return passes * total, passes * (traffic * wb + t.descriptor_bytes)
 
@@ -227,3 +259,20 @@ def test_plan_counts_the_engine_as_generated_by_default():
     assert plan.resources.name == "engine"
     zhang = plan_layers(triples, cfg, MacArrayResources(per_mac=0.5))
     assert zhang.dsp == 64 and zhang.cycles == plan.cycles
+
+
+# bench/sim_speed.py's ZC706-sized engine and the cycles Verilator simulated for VGG16's
+# full-size 3x3 layers on it (docs/benchmarks.md, "MAC utilization", 2026-11-21)
+ZC706 = HardwareConfig(device="xc7z045", clock_mhz=150.0, tm=64, tn=8, tr=14, tc=14,
+                       act_bits=8, weight_bits=8, acc_bits=32, max_kernel=3, max_stride=1,
+                       ddr_width_bits=64, burst_len=16, ddr_latency=20, ddr_bytes_per_cycle=8.0)
+
+
+@pytest.mark.parametrize("cin,cout,size,simulated,tolerance", [
+    (3, 64, 224, 690_852, 0.01 * 690_852),      # conv1_1, port-bound
+    (64, 64, 224, 3_623_649, 1), (128, 256, 56, 1_812_193, 1), (512, 512, 14, 907_076, 1)],
+    ids=["conv1_1", "conv1_2", "conv3_1", "conv5_1"])
+def test_vgg16_layers_as_simulated_on_the_zc706_engine(cin, cout, size, simulated, tolerance):
+    layer = layer_from_op("c", ops.Conv2d(cin, cout, 3, padding=1), (1, cin, size, size))
+    planned, _ = layer_cycles(layer, Memory.of(ZC706), ZC706.tm, ZC706.tn, ZC706.tr, ZC706.tc)
+    assert abs(int(planned) - simulated) <= tolerance

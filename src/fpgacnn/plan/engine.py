@@ -6,8 +6,9 @@ Tm = Q output channels, for each block of Tn = L input channels (a step): load t
 the padded Q x L weight block and, on the last block, the Q parameter records; then the Q x L
 array spends one cycle per output pixel and kernel position; after the last step the tile is
 drained into the staging buffer and written back while the next output block computes. Steps
-are pipelined through ping-pong buffers (a step costs the longer of its load and its compute),
-the write-back shares the one DDR port with the loads, and the fixed costs of the RTL's state
+are pipelined through two-bank (ping-pong) buffers: a step's load starts when the step before
+starts computing, so a step costs the longer of its load and the compute before it. The
+write-back shares the one DDR port with the loads, and the fixed costs of the RTL's state
 machines are `Timing`. The formulas are written out in docs/planning.md ("The engine model");
 `tests/test_sim_engine.py` holds the simulated engine to them within 3%.
 
@@ -171,34 +172,30 @@ def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc, timing: Timing = ENG
     cols = _extents(layer.cols, layer.c, tc, layer.in_w, _window(layer.sw, layer.kw, layer.dw))
     blocks = -(-layer.m // tm)
     m_last = layer.m - (blocks - 1) * tm
-    cycles, traffic = 0, 0
+    overhead = timing.load + mem.latency            # a load's cycles without read data
+    chain, port, traffic = 0, 0, 0
     for i, (rr, nr, lh) in enumerate(rows):
         for j, (cc, nc, lw) in enumerate(cols):
             beats, load, load_p = _step_loads(mem, timing, lh, lw, w_beats, p_beats, row_bytes)
             comp = rr * cc * k + timing.step
-            steps = np.where(in_blocks == 1, np.maximum(comp + timing.drain, load_p),
-                             (in_blocks - 2) * np.maximum(comp, load) + np.maximum(comp, load_p)
-                             + np.maximum(comp + timing.drain, load))
-            loads = (in_blocks - 1) * load + load_p
-            reads = loads - in_blocks * (timing.load + mem.latency)   # cycles with read data
-            # the load in flight when the previous block's write-back starts shares the port
-            # with it: a compute waits for what its step's slack does not cover
-            in_flight = np.where(in_blocks <= 2, load_p, load)
-            slack = np.where(in_blocks == 1, comp + timing.drain - load_p, comp - in_flight)
-            slack = np.maximum(slack, 0)
-            store, *send = _store(mem, timing, layer, rr, cc, tm, tn, row_bytes)
+            store, *own = _store(mem, timing, layer, rr, cc, tm, tn, row_bytes)
             previous = _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn,
                                       row_bytes)
-            tile = (_block(steps, loads, reads, previous, slack, in_flight)
-                    + (blocks - 1) * _block(steps, loads, reads, send, slack, in_flight))
+            before = _previous_last_compute(rows, cols, i, j, k, timing)
+            chain = chain + nr * nc * _tile_chain(load, load_p, comp, in_blocks, blocks, before,
+                                                  (previous[1], own[1]), overhead, timing)
+            loads = (in_blocks - 1) * load + load_p
+            reads = loads - in_blocks * overhead        # cycles with read data
+            port = port + nr * nc * (_port(loads, reads, previous)
+                                     + (blocks - 1) * _port(loads, reads, own))
             stores = (blocks - 1) * store + _store(mem, timing, layer, rr, cc, m_last, tn,
                                                    row_bytes)[0]
-            cycles = cycles + nr * nc * tile
             traffic = traffic + nr * nc * (blocks * (in_blocks * beats + p_beats) + stores)
-    ends = _ends(layer, mem, timing, rows, cols, tm, tn, k, w_beats, p_beats, in_blocks,
-                 row_bytes, m_last)
+    chain = chain + rows[2][0] * cols[2][0] * k + timing.step + timing.drain    # the last
+    cycles = np.maximum(chain, port) + _ends(layer, mem, timing, rows, cols, m_last, tn,
+                                             row_bytes)
     passes = layer.groups * layer.batch
-    return passes * (cycles + ends), passes * (traffic * mem.word_bytes + timing.descriptor_bytes)
+    return passes * cycles, passes * (traffic * mem.word_bytes + timing.descriptor_bytes)
 
 
 def _store(mem, timing, layer, rr, cc, mm, tn, row_bytes):
@@ -211,42 +208,64 @@ def _store(mem, timing, layer, rr, cc, mm, tn, row_bytes):
     return lines * words, data + lines * timing.write_row, data
 
 
-def _block(steps, loads, reads, write, slack, in_flight):
-    """An output block's cycles while the previous block's write-back `write` = (send, data)
-    runs: its steps, delayed by the write words taken from the load in flight (the memory
-    alternates them with its reads) beyond the step's slack; and at least the port's work:
-    the loads, the written words, and the writer's per-row costs in the part of the
+def _tile_chain(load, load_p, comp, in_blocks, blocks, before, written, overhead, timing):
+    """What a tile adds to the chain of steps: the loader starts a step's load when the step
+    before starts computing (two banks), so each step adds the longer of its load and the
+    compute before it (docs/planning.md). `before`: the previous tile's last compute (0 before
+    the first tile); `written` = (the previous tile's, this tile's) written words of an output
+    block, which stretch the next block's first load: the memory alternates them with its
+    reads, at most one for each."""
+    first = np.where(in_blocks == 1, load_p, load)      # an output block's first load
+    after_previous, after_own = (first + np.minimum(words, first - overhead)
+                                 for words in written)
+    inner = np.where(in_blocks == 1, 0, (in_blocks - 2) * np.maximum(comp, load)
+                     + np.maximum(comp, load_p))
+    return (np.maximum(before, after_previous)
+            + (blocks - 1) * np.maximum(comp + timing.drain, after_own) + blocks * inner)
+
+
+def _port(loads, reads, write):
+    """The port's work in an output block: its loads, the previous block's written words
+    (`write` = (send, data) cycles), and the writer's per-row costs in the part of the
     write-back that no read data overlaps (reads fill those cycles while they last)."""
     send, data = write
-    idle = (send - data) * np.maximum(send - reads, 0) // np.maximum(send, 1)
-    port = loads + data + idle
-    return np.maximum(steps + np.maximum(np.minimum(data, in_flight) - slack, 0), port)
+    return loads + data + (send - data) * np.maximum(send - reads, 0) // np.maximum(send, 1)
+
+
+def _previous_tile(rows, cols, i, j):
+    """(rows, columns) of the tile before tile class (i, j)'s first tile (raster order; all
+    but a row's last are full width), None before the first."""
+    if j:
+        return rows[i][0], cols[0][0]
+    if i:
+        return rows[0][0], cols[2][0]
+    return None
+
+
+def _previous_last_compute(rows, cols, i, j, k, timing):
+    """The last compute (drain included) of the tile before tile class (i, j)'s first; 0
+    before the first tile, whose first load starts the pass."""
+    previous = _previous_tile(rows, cols, i, j)
+    if previous is None:
+        return 0
+    return previous[0] * previous[1] * k + timing.step + timing.drain
 
 
 def _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn, row_bytes):
     """(send, data) cycles of the write-back that runs while tile class (i, j)'s first output
-    block computes: the previous tile's last block's (tiles go in raster order; all but a
-    row's last are full width)."""
-    if j:
-        return _store(mem, timing, layer, rows[i][0], cols[0][0], m_last, tn, row_bytes)[1:]
-    if i:
-        return _store(mem, timing, layer, rows[0][0], cols[2][0], m_last, tn, row_bytes)[1:]
-    return 0, 0
+    block computes: the previous tile's last block's."""
+    previous = _previous_tile(rows, cols, i, j)
+    if previous is None:
+        return 0, 0
+    return _store(mem, timing, layer, *previous, m_last, tn, row_bytes)[1:]
 
 
-def _ends(layer, mem, timing, rows, cols, tm, tn, k, w_beats, p_beats, in_blocks, row_bytes,
-          m_last):
-    """What the sum over output blocks leaves out: the descriptor fetch; the first load (the
-    steps pipeline loads one step ahead: when loads are the longer, the last compute instead);
-    the last write-back and its response latency."""
+def _ends(layer, mem, timing, rows, cols, m_last, tn, row_bytes):
+    """What the steps leave out: the descriptor fetch before them; the last write-back and
+    its response latency after them."""
     fetch = timing.fetch + mem.latency + mem.data_cycles(mem.beats(timing.descriptor_bytes))
-    (_, _, lh0), (rr1, _, _) = rows[0], rows[2]
-    (_, _, lw0), (cc1, _, _) = cols[0], cols[2]
-    first = np.where(in_blocks == 1, *_step_loads(mem, timing, lh0, lw0, w_beats, p_beats,
-                                                  row_bytes)[:0:-1])
-    last = rr1 * cc1 * k + timing.step + timing.drain
-    write = _store(mem, timing, layer, rr1, cc1, m_last, tn, row_bytes)[1]
-    return fetch + np.minimum(first, last) + write + mem.latency + timing.write_end
+    write = _store(mem, timing, layer, rows[2][0], cols[2][0], m_last, tn, row_bytes)[1]
+    return fetch + write + mem.latency + timing.write_end
 
 
 def compute_cycles(layer: Layer, tm, tn):
