@@ -75,7 +75,10 @@ def peer_cycles(layer, cfg, bpc, tm, tn, tr, t=ENGINE):
     w_beats = beats(ceil(tm * tn * k * cfg.weight_bits / 8))
     p_beats = beats(tm * PARAM_BYTES_PER_CHANNEL)
     n_blocks, m_blocks = ceil(layer.n / tn), ceil(layer.m / tm)
-    total, send, sent, first = 0, 0, 0, None
+    # the computes end at the first load, then for each later step the longer of its load
+    # and the compute before it (two banks: a load starts when the compute before starts),
+    # then the last compute; the pass also takes at least the port's work
+    chain, port, send, sent, before = 0, 0, 0, 0, 0
     for rr, lh in rows:
         for cc, lw in cols:
             row_beats = beats(lw * row_bytes)
@@ -86,27 +89,21 @@ def peer_cycles(layer, cfg, bpc, tm, tn, tr, t=ENGINE):
                                         rows_issue + data(w_beats + p_beats),
                                         rows_issue + issue(1, w_beats) + data(p_beats))
             comp = rr * cc * k + t.step
-            if first is None:
-                first = load_p if n_blocks == 1 else load
-            in_flight = load_p if n_blocks <= 2 else load
-            if n_blocks == 1:
-                steps, slack = max(comp + t.drain, load_p), max(0, comp + t.drain - load_p)
-            else:
-                steps = ((n_blocks - 2) * max(comp, load) + max(comp, load_p)
-                         + max(comp + t.drain, load))
-                slack = max(0, comp - in_flight)
+            first = load_p if n_blocks == 1 else load
+            inner = 0 if n_blocks == 1 else (n_blocks - 2) * max(comp, load) + max(comp, load_p)
             loads = (n_blocks - 1) * load + load_p
             reads = loads - n_blocks * (t.load + lat)
             for mb in range(m_blocks):
-                # the previous block's write-back alternates with the load in flight; its
-                # per-row costs idle the port where no read overlaps them
-                idle = (send - sent) * max(send - reads, 0) // max(send, 1)
-                total += max(steps + max(0, min(sent, in_flight) - slack), loads + sent + idle)
+                # the previous block's write-back alternates with this block's first load;
+                # its per-row costs idle the port where no read overlaps them
+                chain += max(before, first + min(sent, first - t.load - lat)) + inner
+                before = comp + t.drain
+                port += loads + sent + (send - sent) * max(send - reads, 0) // max(send, 1)
                 lines = ceil(min(tm, layer.m - mb * tm) / tn) * (rr // p)
                 sent = lines * data(beats((cc // p) * row_bytes))
                 send = sent + lines * t.write_row
     fetch = t.fetch + lat + data(beats(t.descriptor_bytes))
-    total += fetch + min(first, comp + t.drain) + send + lat + t.write_end
+    total = fetch + max(chain + before, port) + send + lat + t.write_end
     return layer.groups * layer.batch * total
 
 
