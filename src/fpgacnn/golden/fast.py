@@ -9,6 +9,8 @@ formats, groups, weights outside int8, accumulators that could leave int32, wind
 of padding...); the executor then runs the numpy definition.
 """
 
+import weakref
+
 import numpy as np
 import torch
 
@@ -21,6 +23,15 @@ from fpgacnn.quant.model import QLayer, TensorFormat
 
 _INT32_LIMIT = 1 << 31
 _ROWS_ELEMENTS = 1 << 18         # elements per epilogue block of an element-wise layer
+_per_layer = weakref.WeakKeyDictionary()    # QLayer -> {key: value}; layers are frozen
+
+
+def _cached(layer: QLayer, key, compute):
+    """compute(), once per layer and key (input formats, rounding...)."""
+    values = _per_layer.setdefault(layer, {})
+    if key not in values:
+        values[key] = compute()
+    return values[key]
 
 
 def _correction(layer: QLayer, fin: TensorFormat, wm: int8_gemm.WeightMatrix) -> np.ndarray:
@@ -39,10 +50,16 @@ def _gemm_fits(layer: QLayer, fin: TensorFormat) -> bool:
     return terms * 128 * 127 + peak < _INT32_LIMIT
 
 
+def _epilogue(layer: QLayer, fin: TensorFormat, rounding: str) -> Epilogue:
+    corr = _correction(layer, fin, int8_gemm.weight_matrix(layer.weight))
+    return Epilogue(layer, layer.requant, corr, rounding)
+
+
 def conv_or_linear(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     x, fin = xs[0], fmts[0]
     wm = int8_gemm.weight_matrix(layer.weight)
-    epilogue = Epilogue(layer, layer.requant, _correction(layer, fin, wm), rounding)
+    epilogue = _cached(layer, ("epilogue", fin, rounding),
+                       lambda: _epilogue(layer, fin, rounding))
     outputs = layer.weight.shape[0]
     if isinstance(layer.op, ops.Linear):     # few rows: collect the blocks, then requantize
         out = torch.empty((x.shape[0], outputs), dtype=torch.int8)
@@ -168,8 +185,8 @@ def elementwise(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     if _is_identity(layer, fmts[0], rq):
         return x
     channels = 1 if isinstance(layer.op, ops.Flatten) else x.shape[1]
-    table = _table(run_layer(layer, [_every_code(fmts[0], channels)], fmts[:1], rounding),
-                   layer)
+    table = _cached(layer, ("table", fmts[0], channels, rounding), lambda: _table(
+        run_layer(layer, [_every_code(fmts[0], channels)], fmts[:1], rounding), layer))
     return _apply_table(table, x)
 
 
@@ -177,8 +194,10 @@ def concat(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     """Each input requantized to the output format straight into its channel range."""
     n, _, *space = xs[0].shape
     total = sum(x.shape[1] for x in xs)
-    table = _table(run_layer(layer, [_every_code(f, x.shape[1]) for x, f in zip(xs, fmts)],
-                             fmts, rounding), layer)
+    channels = tuple(x.shape[1] for x in xs)
+    table = _cached(layer, ("table", tuple(fmts), channels, rounding), lambda: _table(
+        run_layer(layer, [_every_code(f, c) for f, c in zip(fmts, channels)], fmts, rounding),
+        layer))
     out = torch.empty((n, *space, total), dtype=torch.int8)
     rows = out.view(-1, total)
     first = 0
@@ -196,7 +215,8 @@ def _applies(layer: QLayer, fmts, shapes) -> bool:
     op = layer.op
     if isinstance(op, (ops.Conv2d, ops.Linear)):
         groups = op.groups if isinstance(op, ops.Conv2d) else 1
-        return groups == 1 and layer.requant is not None and _gemm_fits(layer, fmts[0])
+        return (groups == 1 and layer.requant is not None and
+                _cached(layer, ("fits", fmts[0]), lambda: _gemm_fits(layer, fmts[0])))
     if isinstance(op, ops.MaxPool):
         return _is_identity(layer, fmts[0]) and _max_pool_fits(layer, shapes[0])
     if isinstance(op, ops.Flatten):

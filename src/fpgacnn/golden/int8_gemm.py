@@ -26,7 +26,7 @@ INT32_SAFE_TERMS = (1 << 31) // (128 * 128)
 BLOCK_BYTES = 1 << 21          # working set of a block: about one core's L2
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _FEW_ROWS = 64                 # up to this many rows, a linear layer streams its weights
-_weight_cache: dict[int, tuple] = {}
+_weight_cache: dict[int, tuple] = {}   # id(w) -> (weakref to w, {kind: value})
 
 
 @functools.cache
@@ -58,14 +58,30 @@ class WeightMatrix(NamedTuple):
     peak: int              # max |w|
 
 
+def _per_array(w: np.ndarray, kind: str, compute):
+    """compute(w), computed once per weight array (and dropped with it)."""
+    hit = _weight_cache.get(id(w))
+    if hit is None or hit[0]() is not w:
+        try:
+            ref = weakref.ref(w, lambda _, key=id(w): _weight_cache.pop(key, None))
+        except TypeError:                      # not weak-referenceable: no caching
+            return compute(w)
+        hit = _weight_cache[id(w)] = (ref, {})
+    values = hit[1]
+    if kind not in values:
+        values[kind] = compute(w)
+    return values[kind]
+
+
 def weight_matrix(w: np.ndarray) -> WeightMatrix:
     """`w` (O, ...) as the GEMM's int8 matrix (im2col order kh, kw, C), cached per array.
 
     Only for weights inside int8 (`weight_peak(w) <= 127`).
     """
-    hit = _weight_cache.get(id(w))
-    if hit is not None and hit[0]() is w:
-        return hit[1]
+    return _per_array(w, "matrix", _weight_matrix)
+
+
+def _weight_matrix(w: np.ndarray) -> WeightMatrix:
     wt = torch.from_numpy(np.asarray(w, np.int8))
     if wt.ndim == 4:
         wt = wt.permute(0, 2, 3, 1)                   # (O, kh, kw, C): the im2col order
@@ -73,21 +89,12 @@ def weight_matrix(w: np.ndarray) -> WeightMatrix:
     k, o = w2.shape[1], w2.shape[0]
     matrix = F.pad(w2, (0, -k % 8, 0, -o % 8)).contiguous().t()
     sums = w2.to(torch.int64).sum(dim=1).numpy()
-    entry = WeightMatrix(matrix, sums, weight_peak(w))
-    try:
-        _weight_cache[id(w)] = (weakref.ref(w, lambda _, k=id(w): _weight_cache.pop(k, None)),
-                                entry)
-    except TypeError:
-        pass
-    return entry
+    return WeightMatrix(matrix, sums, weight_peak(w))
 
 
 def weight_peak(w: np.ndarray) -> int:
-    """max |w|, cached with the weight matrix when the weights are 8-bit."""
-    hit = _weight_cache.get(id(w))
-    if hit is not None and hit[0]() is w:
-        return hit[1].peak
-    return max(int(w.max()), -int(w.min())) if w.size else 0
+    """max |w|, cached per weight array."""
+    return _per_array(w, "peak", lambda a: max(int(a.max()), -int(a.min())) if a.size else 0)
 
 
 def _offset(signed: bool) -> int:

@@ -46,8 +46,7 @@ def accumulate(layer: QLayer, x, fmt: TensorFormat) -> np.ndarray:
 
 def _weight_bits(layer: QLayer) -> int:
     """Declared weight width, checked against the values (a wider value never takes int8)."""
-    w = layer.weight
-    peak = max(int(w.max()), -int(w.min())) if w.size else 0
+    peak = int8_gemm.weight_peak(layer.weight)       # cached per weight array
     needed = max(peak.bit_length() + 1, 2)
     return max(needed, layer.weight_bits or 0)
 
