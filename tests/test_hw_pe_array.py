@@ -1,6 +1,7 @@
 """MacArray against a numpy model: Q dot products of length L, accumulated over runs."""
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 from hypothesis import Phase, given, settings, strategies as st
 
@@ -36,7 +37,7 @@ def simulate(config, xs, ws, firsts, lasts, valids):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return out
+    return out, dut.packed
 
 
 def model(config, xs, ws, firsts, lasts, valids):
@@ -55,15 +56,25 @@ def model(config, xs, ws, firsts, lasts, valids):
     return out
 
 
-@settings(max_examples=12, deadline=None, phases=NO_SHRINK)
-@given(st.sampled_from([(2, 2), (4, 4), (8, 4), (3, 5)]), st.integers(1, 30), st.integers(0, 99))
-def test_mac_array_matches_dot_products(shape, cycles, seed):
-    config = HardwareConfig(tm=shape[0], tn=shape[1])
+EXTREME_X = (-255, -254, -129, -128, -1, 0, 1, 127, 128, 254, 255)
+EXTREME_W = (-128, -127, -65, -64, -1, 0, 1, 63, 64, 126, 127)
+
+
+def operands(rng, shape, bits, extremes):
+    """Random signed values of `bits` bits with magnitude below 2**(bits-1) (the engine's
+    input minus zero point; a weight's range for weights), half of them extremes."""
+    top = 2 ** (bits - 1) - 1
+    extreme = rng.choice([v for v in extremes if abs(v) <= top] + [-top, top], size=shape)
+    uniform = rng.integers(-top, top + 1, size=shape)
+    return np.where(rng.random(shape) < 0.5, extreme, uniform)
+
+
+def run_and_compare(config, cycles, seed):
     rng = np.random.default_rng(seed)
-    xs = rng.integers(-256, 256, size=(cycles, config.tn))
-    xs[0] = -256                                        # the extreme operands
-    ws = rng.integers(-128, 128, size=(cycles, config.tm * config.tn))
-    ws[0] = -128
+    xs = operands(rng, (cycles, config.tn), config.act_bits + 1, EXTREME_X)
+    xs[0, ::2], xs[0, 1::2] = -(2 ** config.act_bits - 1), 2 ** config.act_bits - 1
+    ws = operands(rng, (cycles, config.tm * config.tn), config.weight_bits, EXTREME_W)
+    ws[0] = -(2 ** (config.weight_bits - 1))             # includes -128 beside -128
     valids = rng.random(cycles) < 0.85
     runs = rng.integers(1, 5, size=cycles)
     firsts, lasts, k = [], [], 0
@@ -72,7 +83,47 @@ def test_mac_array_matches_dot_products(shape, cycles, seed):
         k += 1
         lasts.append(k == runs[i] or i == cycles - 1)
         k = 0 if lasts[-1] else k
-    got = simulate(config, xs, ws, firsts, lasts, valids)
+    got, packed = simulate(config, xs, ws, firsts, lasts, valids)
     want = model(config, xs, ws, firsts, lasts, valids)
     # a run ends only where its last input is valid; the model skips invalid ones the same way
     assert got == want
+    return packed
+
+
+@settings(max_examples=12, deadline=None, phases=NO_SHRINK)
+@given(st.sampled_from([(2, 2), (4, 4), (8, 4), (3, 5)]), st.integers(1, 30), st.integers(0, 99))
+def test_mac_array_matches_dot_products(shape, cycles, seed):
+    config = HardwareConfig(tm=shape[0], tn=shape[1])
+    # INT8 on a DSP48E1 (the default xc7z020): rows 2k and 2k + 1 share their multipliers
+    assert run_and_compare(config, cycles, seed)
+
+
+@pytest.mark.parametrize("device, act_bits, packed", [
+    ("xc7z020", 9, False),      # 10-bit x: 9 + 16 + 1 = 26 bits of packed weights > 25
+    ("xczu3eg", 9, True),       # fits a DSP48E2's 27
+    ("xc7z020", 7, True),
+])
+def test_packing_follows_the_device_and_stays_exact(device, act_bits, packed):
+    config = HardwareConfig(device=device, tm=5, tn=3, act_bits=act_bits)
+    for seed in range(3):
+        assert run_and_compare(config, 12, seed) == packed
+
+
+def test_packed_pair_is_exact_for_every_operand_triple():
+    # numpy, independent of the hardware: all 8-bit weight pairs times every 9-bit input
+    # with |x| <= 255, packed at p = 16 bits into 25 bits and unpacked as the docstring says
+    p = 16
+    w = np.arange(-128, 128, dtype=np.int64)
+    w_low, w_high = (a.ravel() for a in np.meshgrid(w, w, indexing="ij"))
+    packed = w_high * 2 ** p + w_low
+    assert -2 ** 24 <= packed.min() and packed.max() < 2 ** 24
+    for x in range(-256, 256):
+        product = packed * x
+        low = (product & (2 ** p - 1)) - ((product >> (p - 1)) & 1) * 2 ** p
+        high = (product >> p) + ((product >> (p - 1)) & 1)
+        wrong = (low != w_low * x) | (high != w_high * x)
+        if x == -256:       # outside the contract: only (-128) x (-256) = 2**15 overflows
+            assert set(w_low[wrong]) == {-128} and wrong.sum() == 256
+        else:
+            assert not wrong.any(), x
+

@@ -10,7 +10,7 @@ from fpgacnn.cli import main
 from fpgacnn.config import HardwareConfig
 
 ZHANG = ["plan", "workload:zhang-alexnet", "--device", "xc7vx485t", "--float32"]
-# the default 16 x 8 engine's DSP48E1 (post-processing included) exceed 220: an 8 x 8 one fits
+# a small engine for the xc7z020 (8 x 8: 4 x 8 packed MAC pairs and 8 lanes of 6 DSP48E1)
 Z020 = ["--device", "xc7z020", "--set", "tm=8"]
 
 
@@ -106,32 +106,43 @@ def test_graph_model_and_qmodel(capsys, tmp_path):
     assert cycles == [l["cycles"] for l in float_report["layers"]]
 
 
+def engine_dsp48e1(tm, tn):
+    """The engine's DSP48E1 for INT8, counted by hand: rows paired on one slice per input
+    (an odd last row alone), and per output row a post-processing lane of a 33 x 33 product
+    (2 x 2 slices) and a 42 x 18 one (2)."""
+    return -(-tm // 2) * tn + tm * (4 + 2)
+
+
 def test_exploration_fits_the_engine_as_generated(capsys, tmp_path):
     # digits on the xc7z020: the explored engine's DSPs, post-processing included, fit its 220
-    # (a 16 x 8 array's 128 MACs and 16 post-processing lanes do not); its buffers its 280
+    # (a 32 x 8 array's 128 packed pairs and 32 post-processing lanes do not); its buffers its
+    # 280
     from fpgacnn.plan.bram import engine_buffers, map_buffer_best
-    from fpgacnn.plan.dsp import engine_dsps
 
     out = tmp_path / "hw.toml"
     report = run_json(["plan", "zoo:digits", "--device", "xc7z020", "--explore",
                        "-o", str(out)], capsys)
     c = HardwareConfig.from_toml(out)
-    dsp = engine_dsps(c.tm, c.tn, c.act_bits, c.weight_bits, c.acc_bits, "DSP48E1")
+    assert (c.act_bits, c.weight_bits, c.acc_bits) == (8, 8, 32)
     buffers = engine_buffers(c.tm, c.tn, c.tr, c.tc, c.act_bits, c.weight_bits, c.acc_bits,
                              c.max_kernel, c.max_stride)
     bram = sum(map_buffer_best(width, depth).bram18 for width, depth in buffers.values())
-    assert report["resource_model"] == "engine"
-    assert report["totals"]["dsp"] == dsp <= 220
+    assert report["resource_model"] == "engine" and report["dsp_per_mac"] == 0.5
+    assert report["totals"]["dsp"] == engine_dsp48e1(c.tm, c.tn) <= 220
     assert report["totals"]["bram18"] == bram <= 280
     assert all(d["dsp"] <= 220 for d in report["exploration"]["front"])
-    err = run_error(["plan", "zoo:digits", "--device", "xc7z020", "--set", "tm=16,tn=8"],
+    # the default 16 x 8 engine fits: 8 x 8 pairs + 16 lanes = 160
+    assert run_json(["plan", "zoo:digits", "--device", "xc7z020"], capsys)["totals"]["dsp"] \
+        == engine_dsp48e1(16, 8) == 160
+    err = run_error(["plan", "zoo:digits", "--device", "xc7z020", "--set", "tm=32,tn=8"],
                     capsys)
-    needed = engine_dsps(16, 8, 8, 8, 32, "DSP48E1")
-    assert needed > 220 and f"DSP needed {needed}, available 220" in err
-    assert "16 post-processing lanes" in err
-    mac_array = run_json(["plan", "zoo:digits", "--device", "xc7z020", "--set", "tm=16,tn=8",
+    assert f"DSP needed {engine_dsp48e1(32, 8)}, available 220" in err
+    assert "32 post-processing lanes" in err
+    mac_array = run_json(["plan", "zoo:digits", "--device", "xc7z020", "--set", "tm=32,tn=8",
                           "--resource-model", "mac-array"], capsys)
+    # Zhang et al.'s model counts the MAC array alone: 256 INT8 MACs, two per DSP48E1
     assert mac_array["totals"]["dsp"] == 128 and mac_array["resource_model"] == "mac-array"
+    assert mac_array["dsp_per_mac"] == 0.5
 
 
 def test_float32_has_no_engine_resource_model(capsys):

@@ -1,5 +1,6 @@
 """DSPs per MAC against published figures (Zhang et al., Xilinx WP486, UG479/UG579 ports)."""
 
+import numpy as np
 import pytest
 
 from fpgacnn.errors import UserError
@@ -19,12 +20,18 @@ def test_int8_packs_two_macs_per_dsp48e2_wp486():
     assert dsps_for_array(16 * 16, 0.5) == 128
 
 
-def test_int8_does_not_pack_on_dsp48e1():
-    # Two int8 weights 18 bits apart need 26 bits: more than the 25-bit DSP48E1 port.
-    assert not packs_two_macs(8, 8, "DSP48E1")
-    assert dsp_per_mac(8, 8, "DSP48E1") == 1
-    # Narrower operands do fit: 7 + 2*7 + 2 = 23 <= 25.
-    assert packs_two_macs(7, 7, "DSP48E1")
+def test_int8_packs_on_dsp48e1_when_each_product_is_unpacked():
+    # Packed weights w_hi * 2**16 + w_lo (products of 8 bits and input minus zero point fit
+    # 16 bits) take 8 + 16 + 1 = 25 bits: the whole A port; the 9-bit input fits B (18).
+    assert packs_two_macs(8, 8, "DSP48E1") and dsp_per_mac(8, 8, "DSP48E1") == 0.5
+    # one bit more anywhere overflows A: 9 + 16 + 1 = 26, 8 + 18 + 1 = 27
+    assert not packs_two_macs(9, 8, "DSP48E1") and dsp_per_mac(9, 8, "DSP48E1") == 1
+    assert not packs_two_macs(8, 9, "DSP48E1")
+    # a DSP48E2's 27 bits take both
+    assert packs_two_macs(9, 8, "DSP48E2") and packs_two_macs(8, 9, "DSP48E2")
+    assert not packs_two_macs(10, 9, "DSP48E2")
+    # the input less its zero point must fit the 18-bit B port: act_bits 17 does, 18 does not
+    assert packs_two_macs(17, 1, "DSP48E2") and not packs_two_macs(18, 1, "DSP48E2")
 
 
 @pytest.mark.parametrize("a, w, dsp_type, expected", [
@@ -49,15 +56,26 @@ def test_multiplier_splitting(a, w, dsp_type, expected):
     assert dsps_per_multiplier(a, w, dsp_type) == expected
 
 
-def test_engine_counts_its_post_processing_and_never_packs():
-    # ZC706-sized engine: 512 MACs of 9 x 8 bits + 64 lanes of an unsigned 32 x 32 product
-    # (33 x 33 signed: (17 + 16) x (17 + 16), 4 slices) and a 42 x 18 one (17 + 25: 2)
-    assert engine_dsps(64, 8, 8, 8, 32, "DSP48E1") == 512 + 64 * 6
-    # on a DSP48E2 the engine still builds one MAC per slice (WP486 packing is not built)
-    assert engine_dsps(16, 16, 8, 8, 32, "DSP48E2") == 256 + 16 * 6
-    # 16-bit data: 17 x 16 still fits one slice; 48-bit accumulators widen the requantization
-    # product (49 x 33: (17 + 17 + 15) x (17 + 16)), not the slope product
+def test_engine_counts_its_post_processing_and_packed_pairs():
+    # ZC706-sized engine: 512 MACs of 9 x 8 bits, rows paired (32 pairs x 8 lanes, one
+    # DSP48E1 each), + 64 post-processing lanes of an unsigned 32 x 32 product (33 x 33
+    # signed: (17 + 16) x (17 + 16), 4 slices) and a 42 x 18 one (17 + 25: 2)
+    assert engine_dsps(64, 8, 8, 8, 32, "DSP48E1") == 32 * 8 + 64 * 6
+    assert engine_dsps(16, 16, 8, 8, 32, "DSP48E2") == 8 * 16 + 16 * 6
+    # an odd row count: the last row keeps one slice per MAC (2 pairs + 1 row, of 4 lanes)
+    assert engine_dsps(5, 4, 8, 8, 32, "DSP48E1") == (2 + 1) * 4 + 5 * 6
+    # 9-bit data does not pack on a DSP48E1 (26 bits of packed weights), does on a DSP48E2
+    assert engine_dsps(4, 4, 9, 8, 32, "DSP48E1") == 16 + 4 * 6
+    assert engine_dsps(4, 4, 9, 8, 32, "DSP48E2") == 8 + 4 * (4 + 2)
+    # 16-bit data: 17 x 16 fits one slice, unpacked; 48-bit accumulators widen the
+    # requantization product (49 x 33: (17 + 17 + 15) x (17 + 16)), not the slope product
     assert engine_dsps(4, 4, 16, 16, 48, "DSP48E1") == 16 + 4 * (6 + 2)
+
+
+def test_engine_counts_arrays_of_tilings():
+    # the explorer passes numpy arrays of Tm and Tn
+    tm, tn = np.array([1, 2, 3, 8]), np.array([4, 4, 2, 8])
+    assert list(engine_dsps(tm, tn, 8, 8, 32, "DSP48E1")) == [4 + 6, 4 + 12, 4 + 18, 32 + 48]
 
 
 def test_more_bits_never_cost_fewer_dsps():

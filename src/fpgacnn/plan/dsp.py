@@ -7,17 +7,19 @@
 
 Operands wider than the multiplier are cut as a DSP cascade adds partial products (UG479: the
 cascade input PCIN is shifted right by 17 bits): lower pieces are unsigned 17-bit chunks, the
-top piece is signed and may use the whole port (yosys's mul2dsp cuts them the same way). Two MACs that share one operand
-(one activation times two weights) fit into one DSP when the two weights, the lower one
-sign-extended and the upper one shifted by `a + w + 2` bits (two guard bits: WP486 puts the
-upper INT8 weight at bit 18), fit the pre-adder: `a + 2w + 2 <= port`. That holds for INT8 on
-a DSP48E2 (26 <= 27, Xilinx WP486) but not on a DSP48E1 (26 > 25); a DSP48E1 packs two MACs
-only for narrower operands (for example 7 x 7: 23 <= 25).
+top piece is signed and may use the whole port (yosys's mul2dsp cuts them the same way).
 
->>> dsp_per_mac(8, 8, "DSP48E2")
-0.5
->>> dsp_per_mac(8, 8, "DSP48E1")
-1
+Two MACs that share the activation fit one DSP when each product is unpacked on its own
+(hw/pe_array.py): the two weights go into the wide port as `w_hi * 2**p + w_lo`, where p =
+act_bits + weight_bits holds any product (an input minus its zero point is at most
+2**act_bits - 1 in magnitude), so the packed operand takes weight_bits + p + 1 bits, and the
+activation, act_bits + 1 bits with its zero point taken off, goes to the narrow port. INT8
+fits a DSP48E1 exactly (8 + 16 + 1 = 25). Xilinx WP486 packs differently: it accumulates
+several packed products inside the DSP, so it needs guard bits between the fields and fits
+INT8 only on a DSP48E2's 27 bits; the engine adds its products outside the DSP.
+
+>>> dsp_per_mac(8, 8, "DSP48E1"), dsp_per_mac(8, 8, "DSP48E2"), dsp_per_mac(9, 8, "DSP48E1")
+(0.5, 0.5, 1)
 >>> dsp_per_mac(32, 32, "DSP48E1", float32=True)
 5
 """
@@ -28,7 +30,6 @@ from fpgacnn.errors import UserError
 
 PORTS = {"DSP48E1": (25, 18), "DSP48E2": (27, 18)}
 FLOAT32_DSP_PER_MAC = 5
-PACKING_GUARD_BITS = 2
 CASCADE_SHIFT = 17
 POST_PARAM_BITS = 32     # hw/postproc.py: bias, multiplier and shift words
 POST_SLOPE_BITS = 18     # hw/postproc.py: the activation slope register
@@ -60,10 +61,12 @@ def _cascade(a: int, b: int, wide: int, narrow: int) -> int:
     return 1
 
 
-def packs_two_macs(a_bits: int, w_bits: int, dsp_type: str) -> bool:
-    """True when two MACs sharing the `a_bits` operand fit one DSP (WP486's packing)."""
+def packs_two_macs(act_bits: int, weight_bits: int, dsp_type: str) -> bool:
+    """True when two MACs sharing one activation fit one DSP, each product unpacked on its
+    own: `weight_bits + (act_bits + weight_bits) + 1` bits of packed weights on the wide port
+    and the activation less its zero point (act_bits + 1 bits) on the narrow one."""
     wide, narrow = _ports(dsp_type)
-    return a_bits <= narrow and a_bits + 2 * w_bits + PACKING_GUARD_BITS <= wide
+    return act_bits + 1 <= narrow and act_bits + 2 * weight_bits + 1 <= wide
 
 
 def dsp_per_mac(a_bits: int, w_bits: int, dsp_type: str, float32: bool = False):
@@ -82,19 +85,25 @@ def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int
                 dsp_type: str) -> int:
     """DSP slices of the engine as generated: the MAC array and Q post-processing lanes.
 
-    A MAC multiplies an input minus its zero point (act_bits + 1 bits) by a weight; it never
-    packs two MACs per slice. Each post-processing lane (hw/postproc.py) has two multipliers:
-    the requantization product of magnitudes (|acc + bias|, max(acc_bits, 32) bits unsigned,
-    times |M|, 32 bits unsigned: one bit more each as signed operands) and the activation
-    slope product (y clamped to 42 bits times an 18-bit slope).
+    A MAC multiplies an input minus its zero point (act_bits + 1 bits) by a weight; where
+    `packs_two_macs` holds, rows 2k and 2k + 1 share one slice per lane (an odd last row has
+    its own), so the array takes ceil(Q / 2) x L slices. Each post-processing lane
+    (hw/postproc.py) has two multipliers: the requantization product of magnitudes
+    (|acc + bias|, max(acc_bits, 32) bits unsigned, times |M|, 32 bits unsigned: one bit more
+    each as signed operands) and the activation slope product (y clamped to 42 bits times an
+    18-bit slope). `tm` and `tn` may be numpy arrays.
 
-    >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1")     # 16 MACs + 4 lanes of 4 + 2
-    40
+    >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1")     # 2 x 4 packed pairs + 4 lanes of 4 + 2
+    32
     """
     operand = max(acc_bits, POST_PARAM_BITS) + 1
     lane = (dsps_per_multiplier(operand, POST_PARAM_BITS + 1, dsp_type)
             + dsps_per_multiplier(POST_CLAMP_BITS, POST_SLOPE_BITS, dsp_type))
-    return tm * tn * dsps_per_multiplier(act_bits + 1, weight_bits, dsp_type) + tm * lane
+    if packs_two_macs(act_bits, weight_bits, dsp_type):
+        macs = (tm + 1) // 2 * tn
+    else:
+        macs = tm * tn * dsps_per_multiplier(act_bits + 1, weight_bits, dsp_type)
+    return macs + tm * lane
 
 
 def dsps_for_array(macs: int, per_mac) -> int:

@@ -2,16 +2,17 @@
 
 Two models, each written once; both take numpy arrays of tile sizes (the explorer's designs):
 
-- `EngineResources` (the default): the engine as hw/ generates it, MAC array and
-  post-processing lanes (`plan.dsp.engine_dsps`), one full-width memory per buffer
-  (`plan.bram.engine_bram18`); yosys agrees with both (docs/planning.md).
+- `EngineResources` (the default): the engine as hw/ generates it, MAC array (two INT8 MACs
+  per slice where they pack) and post-processing lanes (`plan.dsp.engine_dsps`), one
+  full-width memory per buffer (`plan.bram.engine_bram18`); yosys agrees with both
+  (docs/planning.md).
 - `MacArrayResources`: Zhang et al.'s (FPGA'15) assumptions, for published cross-checks:
   `ceil(Tm Tn per_mac)` DSPs for the MAC array alone, and buffers partitioned into Tn/Tm banks.
 
 >>> from fpgacnn.config import HardwareConfig
 >>> cfg = HardwareConfig(tm=4, tn=4)
 >>> int(EngineResources("DSP48E1").dsp(cfg, 4, 4)), int(MacArrayResources(1).dsp(cfg, 4, 4))
-(40, 16)
+(32, 16)
 """
 
 from dataclasses import dataclass
@@ -38,9 +39,11 @@ class EngineResources:
         return engine_bram18(tm, tn, tr, tc, config.act_bits, config.weight_bits,
                              config.acc_bits, max_kernel, max_stride)
 
-    def dsp_per_mac(self, config: HardwareConfig) -> int:
-        """DSPs of one MAC of the array (an array of one MAC less its lane alone)."""
-        return int(self.dsp(config, 1, 1) - self.dsp(config, 1, 0))
+    def dsp_per_mac(self, config: HardwareConfig):
+        """DSPs of one MAC of the array: two rows of one MAC less their lanes, halved (0.5
+        where the two rows share a slice)."""
+        pair = int(self.dsp(config, 2, 1) - self.dsp(config, 2, 0))
+        return pair // 2 if pair % 2 == 0 else pair / 2
 
     def dsp_cause(self, config: HardwareConfig) -> str:
         lanes = int(self.dsp(config, config.tm, 0))
