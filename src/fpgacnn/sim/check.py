@@ -51,16 +51,38 @@ def planned_layer(qmodel, config, step):
     return replace(planned, pool=2) if len(step.layers) == 2 else planned
 
 
-def planned_cycles(qmodel, config, step) -> int:
-    """The planner's cycle prediction for an engine step (0 for other units: the planner models
-    the engine only)."""
+def planned_cycles(qmodel, config, step, program=None) -> int:
+    """The planner's cycle prediction for a step: the engine's model for an engine step, the
+    vector unit's (`plan.vector`, on the descriptor in `program`'s image) for a vector step,
+    0 for host and address steps (they take no accelerator cycles)."""
     from fpgacnn.plan.engine import Memory, layer_cycles
+    from fpgacnn.plan.vector import vector_cycles
 
+    if step.unit == "vector":
+        if program is None:
+            raise ValueError(f"step {step.name}: a vector step's plan needs its program")
+        return vector_cycles(vector_descriptor(program, step), config)
     if step.unit != "engine":
         return 0
     cycles, _ = layer_cycles(planned_layer(qmodel, config, step), Memory.of(config),
                              config.tm, config.tn, config.tr, config.tc)
     return int(cycles)
+
+
+def vector_descriptor(program, step):
+    """The VectorDescriptor of a vector step, decoded from the program's image."""
+    from dataclasses import fields
+
+    from fpgacnn.hw.vector_program import VECTOR_STRIDE, VectorDescriptor
+
+    blob = program.image[step.descriptor:step.descriptor + VECTOR_STRIDE]
+    value, values = int.from_bytes(blob, "little"), {}
+    for f in fields(VectorDescriptor):
+        bits = f.metadata["bits"]
+        raw, value = value & ((1 << bits) - 1), value >> bits
+        values[f.name] = raw - (1 << bits) if f.metadata["signed"] and raw >> (bits - 1) \
+            else raw
+    return VectorDescriptor(**values)
 
 
 def first_difference(got, want):
@@ -102,7 +124,8 @@ def check_steps(qmodel, x_int, config, device=None, max_cycles=None, program=Non
             mismatches, first = first_difference(got.reshape(want.shape), want)
             elements = int(want.size)
         yield LayerResult(step.name, run.cycles, mismatches, elements,
-                          planned_cycles(qmodel, config, step), run.seconds, step.unit, first)
+                          planned_cycles(qmodel, config, step, program), run.seconds, step.unit,
+                          first)
 
 
 def first_mismatch(results):
