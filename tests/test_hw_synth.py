@@ -1,6 +1,9 @@
 """yosys synth_xilinx reports, against designs whose resources are counted by hand."""
 
 import json
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 from amaranth import Module, Signal, signed
@@ -10,9 +13,11 @@ from amaranth.lib.wiring import In, Out
 
 from fpgacnn.cli import main
 from fpgacnn.config import HardwareConfig
-from fpgacnn.hw.synth import count_cells, planned_resources, synthesize
+from fpgacnn.hw.pe_array import MacArray
+from fpgacnn.hw.synth import count_cells, planned_resources, synth_script, synthesize
+from fpgacnn.hw.verilog import TOP_NAME, verilog_text
 from fpgacnn.plan.bram import map_buffer_best
-from fpgacnn.plan.dsp import dsps_per_multiplier
+from fpgacnn.plan.dsp import dsps_per_multiplier, engine_dsps
 
 
 class MacsAndMemories(wiring.Component):
@@ -96,19 +101,45 @@ def test_wide_multipliers_cost_what_yosys_maps_them_to():
     # 33x33 = 2 x 2 (the engine's requantization product: unsigned 32 x 32 magnitudes),
     # 42x18 = 2 x 1 (its clamped activation product), 66x18 = 4 x 1, 40x40 = 2 pieces
     # (17 + 23) of the first, each times 3 of the second (17 + 17 + 6), 9x8 = 1 (a MAC:
-    # input minus zero point times weight)
-    widths = [(33, 33), (42, 18), (66, 18), (40, 40), (9, 8)]
-    assert [dsps_per_multiplier(a, b, "DSP48E1") for a, b in widths] == [4, 2, 4, 6, 1]
+    # input minus zero point times weight), 25x9 = 1 (a packed pair of MACs: the whole A port)
+    widths = [(33, 33), (42, 18), (66, 18), (40, 40), (9, 8), (25, 9)]
+    assert [dsps_per_multiplier(a, b, "DSP48E1") for a, b in widths] == [4, 2, 4, 6, 1, 1]
     resources, _ = synthesize(Multipliers(widths), "DSP48E1")
-    assert resources.dsp == 17
+    assert resources.dsp == 18
+
+
+def dsp_cells(component):
+    """The DSP48E1 cells yosys makes of `component` (the same script as `synthesize`), as
+    {parameter: value} of their pipeline registers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source, netlist = Path(tmp) / "top.v", Path(tmp) / "netlist.json"
+        source.write_text(verilog_text(component))
+        script = f"read_verilog {source}; {synth_script('xc7', TOP_NAME)}; write_json {netlist}"
+        subprocess.run(["yosys", "-q", "-p", script], check=True, capture_output=True)
+        modules = json.loads(netlist.read_text())["modules"].values()
+    return [{name: int(cell["parameters"][name], 2) for name in ("AREG", "BREG", "MREG")}
+            for module in modules for cell in module["cells"].values()
+            if cell["type"] == "DSP48E1"]
+
+
+@pytest.mark.parametrize("tm, tn", [(4, 4), (3, 2)])
+def test_yosys_maps_each_packed_pair_of_macs_onto_one_dsp48e1(tm, tn):
+    # INT8 on the xc7z020: rows 2k and 2k + 1 share one slice per input, an odd last row has
+    # its own: 2 x 4 = 8 slices for 4 x 4, (1 + 1) x 2 = 4 for 3 x 2
+    cells = dsp_cells(MacArray(HardwareConfig(tm=tm, tn=tn)))
+    by_hand = (tm + 1) // 2 * tn
+    assert len(cells) == by_hand == engine_dsps(tm, tn, 8, 8, 32, "DSP48E1") - tm * 6
+    # the operand registers (the packed weights, the input) and the product register are
+    # the slice's own A, B and M registers
+    assert cells == [{"AREG": 1, "BREG": 1, "MREG": 1}] * by_hand
 
 
 def test_planned_resources_follow_the_planner():
     config = HardwareConfig(tm=4, tn=4, tr=4, tc=4, ddr_width_bits=32, max_kernel=3,
                             max_stride=1)
     planned = planned_resources(config)
-    # 16 MACs of 9 x 8 bits (one DSP48E1 each) + 4 post-processing lanes of 33x33 and 42x18
-    assert planned.dsp == 16 + 4 * (4 + 2)
+    # 16 MACs of 9 x 8 bits (two per DSP48E1) + 4 post-processing lanes of 33x33 and 42x18
+    assert planned.dsp == 16 // 2 + 4 * (4 + 2)
     # input 72 x 32 bits: 1 RAMB18 (512x36); weights 18 x 128: 4; accumulators 16 x 128: 4;
     # staging 32 x 72: 2 (UG473's 512x36 shape, four or two side by side)
     assert (planned.bram18, planned.bram36, planned.bram18_units) == (11, 0, 11)
@@ -124,7 +155,7 @@ def test_synth_command_json_on_the_memory_design(capsys, tmp_path):
         assert set(report[side]) >= {"dsp", "bram18", "bram36", "lut", "ff"}
     assert report["yosys"]["dsp"] == 0          # a copy has no multiplier
     assert report["yosys"]["ff"] > 32           # at least the address registers
-    assert report["planned"]["dsp"] == 4 + 2 * 6    # the engine's plan, for comparison
+    assert report["planned"]["dsp"] == 2 + 2 * 6    # the engine's plan, for comparison
 
 
 def test_synth_command_missing_config_is_a_user_error(capsys):
@@ -132,8 +163,9 @@ def test_synth_command_missing_config_is_a_user_error(capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_yosys_maps_the_engine_within_ten_percent_of_the_plan(capsys, tmp_path):
-    # the smallest engine: 2 x 2 MACs, 2 post-processing lanes, 3x3 kernels at stride 1
+def test_yosys_maps_the_engine_as_planned(capsys, tmp_path):
+    # the smallest engine: 2 x 2 MACs (one packed pair of rows: 2 DSP48E1), 2 post-processing
+    # lanes (6 each), 3x3 kernels at stride 1
     HardwareConfig(tm=2, tn=2, tr=2, tc=2, ddr_width_bits=16, max_kernel=3,
                    max_stride=1).save(tmp_path / "hw.toml")
     assert main(["synth", "--config", str(tmp_path / "hw.toml"), "--json"]) == 0
@@ -143,7 +175,7 @@ def test_yosys_maps_the_engine_within_ten_percent_of_the_plan(capsys, tmp_path):
         assert set(side) >= {"dsp", "bram18", "bram36", "lut", "ff"}
     assert report["cells"]["DSP48E1"] > 0
     assert report["cells"].get("RAMB18E1", 0) + report["cells"].get("RAMB36E1", 0) > 0
-    assert abs(yosys["dsp"] - planned["dsp"]) <= 0.1 * planned["dsp"]
+    assert yosys["dsp"] == report["cells"]["DSP48E1"] == planned["dsp"] == 2 + 2 * 6
     assert abs(yosys["bram18_units"] - planned["bram18_units"]) <= 0.1 * planned["bram18_units"]
     assert yosys["lut"] > 0 and yosys["ff"] > 0
     assert planned["lut"] is None and planned["ff"] is None
