@@ -86,7 +86,7 @@ def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int
     """DSP slices of the engine as generated: the MAC array and Q post-processing lanes.
 
     A MAC multiplies an input minus its zero point (act_bits + 1 bits) by a weight; where
-    `packs_two_macs` holds, rows 2k and 2k + 1 share one slice per lane (an odd last row has
+    `packs_two_macs` holds, rows 2k and 2k + 1 share one slice per input (an odd last row has
     its own), so the array takes ceil(Q / 2) x L slices. Each post-processing lane
     (hw/postproc.py) has two multipliers: the requantization product of magnitudes
     (|acc + bias|, max(acc_bits, 32) bits unsigned, times |M|, 32 bits unsigned: one bit more
