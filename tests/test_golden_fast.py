@@ -15,6 +15,9 @@ from hypothesis import given, settings, strategies as st
 from fpgacnn import golden
 from fpgacnn.errors import UserError
 from fpgacnn.golden import fast, int8_gemm
+from fpgacnn.golden.epilogue import Epilogue
+from fpgacnn.golden.requant import finish, requantize
+from fpgacnn.golden.stored import offset
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import QLayer, QModel, Requant, TensorFormat
 
@@ -169,3 +172,41 @@ def test_weight_matrix_is_cached_per_array_and_sums_are_exact():
     dense = torch.zeros(wm.matrix.shape, dtype=torch.int64)
     dense[:12, :5] = torch.from_numpy(w.transpose(0, 2, 3, 1).reshape(5, 12).T.copy())
     assert torch.equal(wm.matrix.to(torch.int64), dense)
+
+
+def _edge_accumulators(rng, channels):
+    """int32 sums: exact ties for power-of-two multipliers, the int32 extremes, both signs."""
+    edges = np.array([0, 1, -1, 2, 3, -3, 5, -5, 255, -255, 257, 2**22, -2**22, 2**24 + 1,
+                      2**31 - 1, -2**31 + 1, 12582912, -12582912], np.int64)
+    noise = rng.integers(-2**31 + 1, 2**31, 64)
+    small = rng.integers(-1000, 1000, 64)
+    column = np.concatenate([edges, noise, small])
+    return np.repeat(column[:, None], channels, axis=1)
+
+
+@pytest.mark.parametrize("zero_point", [0, 1, 2, 127, 128, 131, 255])
+@pytest.mark.parametrize("signed_out", [False, True])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky"])
+def test_float32_epilogue_equals_the_definition_on_ties_and_extremes(zero_point, signed_out,
+                                                                     activation):
+    """The float32 epilogue (rounding by 1.5 * 2**23, int8 from the low byte) against
+    requantize + finish in numpy, on ties, saturation and every output offset parity."""
+    rng = np.random.default_rng(zero_point)
+    fout = TensorFormat(8, signed_out, 0.1, zero_point - (128 if signed_out else 0))
+    channels = 5
+    multipliers = np.array([0.5, 0.25, 1.0, 3e-10, 1.5e-3], np.float32)
+    lo = max(fout.lo, fout.zero_point) if activation == "relu" else fout.lo
+    layer = QLayer("fc", ops.Linear(3, channels), ("x",), fout, lo, fout.hi,
+                   weight=np.ones((channels, 3), np.int8), weight_scale=np.ones(1),
+                   weight_bits=8, requant=Requant("float32", multipliers, np.zeros(5, np.int64)),
+                   act_multiplier=np.array([6554]) if activation == "leaky" else None,
+                   act_shift=16)
+    acc = _edge_accumulators(rng, channels)
+    corr = np.array([0, 1, -1, 7, 0], np.int64)
+    acc = np.clip(acc, -2**31 + 8, 2**31 - 8)           # the caller's promise: acc + corr fits
+    dst = torch.empty(acc.shape, dtype=torch.int8)
+    epilogue = Epilogue(layer, layer.requant, corr, "half_up")
+    assert epilogue.fast
+    epilogue(torch.from_numpy(acc.astype(np.int32)), dst)
+    expected = finish(requantize(acc + corr, layer.requant, axis=1), layer, axis=1)
+    np.testing.assert_array_equal(dst.numpy().astype(np.int64) + offset(fout), expected)

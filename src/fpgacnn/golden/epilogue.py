@@ -5,11 +5,15 @@ C), the stored output codes (q - offset, int8, see `fpgacnn.golden.stored`) of
 finish(requantize(acc + corr, rq)) into `dst`, exactly as `fpgacnn.golden.requant` defines them.
 
 The float32 mode (and no requantization) runs as float32 torch ops, which is exact: float32 of
-an int32 sum is the same rounding as numpy's float32 of the int64 value; clamping to the integer
-range `activation_input_range` gives before rounding changes nothing (round is monotone and
-fixes integers); a scalar activation is a lookup table built by `finish` itself over that range.
-Every other case (Q31 and shift modes, per-channel slopes, big tables) calls requantize/finish
-in numpy on the block.
+an int32 sum is the same rounding as numpy's float32 of the int64 value. Rounding half to even
+and clamping take two passes: adding MAGIC = 1.5 * 2**23 rounds any |v| < 2**22 to an integer
+(float32 spacing is 1 in [2**23, 2**24)) and moves larger |v| monotonically past the clamp
+bounds, so clamp(v + MAGIC, MAGIC + low, MAGIC + high) - MAGIC is round(v) clamped to the
+integer range [low, high] that `activation_input_range` gives. The bits of MAGIC + r are
+0x4B400000 + r, so the int32 view's low byte is r itself: narrowing it to int8 is the stored
+code (with an even output offset added into MAGIC; an odd one is added after). A scalar
+activation is a lookup table built by `finish` itself over [low, high]. Every other case (Q31
+and shift modes, per-channel slopes, big tables) calls requantize/finish in numpy on the block.
 """
 
 import numpy as np
@@ -21,6 +25,8 @@ from fpgacnn.golden.stored import offset
 from fpgacnn.quant.model import QLayer, Requant
 
 _LUT_LIMIT = 1 << 16
+MAGIC = 1.5 * 2 ** 23
+_MAGIC_BITS = 0x4B400000       # the float32 bits of MAGIC
 
 
 class Epilogue:
@@ -35,12 +41,16 @@ class Epilogue:
         self.lut = None
         self.fast = self._float_exact()
         if self.fast:
-            self.low, self.high = (float(v) for v in activation_input_range(layer, ndim=1))
+            self.low, self.high = (int(v) for v in activation_input_range(layer, ndim=1))
             self.mult = None if rq is None else torch.from_numpy(rq.multiplier)
+            shift = layer.output.zero_point - self.out_offset
             if layer.act_multiplier is not None:
-                values = np.arange(int(self.low), int(self.high) + 1, dtype=np.int64)
+                values = np.arange(self.low, self.high + 1, dtype=np.int64)
                 codes = finish(values, layer, rounding=rounding) - self.out_offset
                 self.lut = torch.from_numpy(codes.astype(np.int8))
+                shift = 0
+            self.late_shift = shift % 2    # an odd shift in MAGIC would move the ties: 1 after
+            self.magic = MAGIC + shift - self.late_shift
 
     def _float_exact(self) -> bool:
         rq, layer = self.rq, self.layer
@@ -63,13 +73,16 @@ class Epilogue:
             scaled.copy_(acc).add_(self.corr_float)
         if self.mult is not None:
             scaled.mul_(self.mult)
-        scaled.clamp_(self.low, self.high).round_()
-        if self.lut is None:
-            dst.copy_(scaled.add_(self.layer.output.zero_point - self.out_offset))
+        scaled.add_(self.magic).clamp_(self.magic + self.low, self.magic + self.high)
+        bits = scaled.view(torch.int32)
+        if self.lut is not None:
+            index = workers.scratch("index", acc.numel(), torch.int32).view(acc.shape)
+            torch.sub(bits, _MAGIC_BITS + self.low, out=index)
+            dst.copy_(self.lut[index])
             return
-        index = workers.scratch("index", acc.numel(), torch.int32).view(acc.shape)
-        index.copy_(scaled.sub_(self.low))
-        dst.copy_(self.lut[index])
+        dst.copy_(bits)                           # the low byte: shift + round(v)
+        if self.late_shift:
+            dst.add_(1)                           # int8 wraps back into range: the code
 
     def _definition(self, acc: torch.Tensor, dst: torch.Tensor) -> None:
         y = acc.numpy().astype(np.int64) + self.corr_np

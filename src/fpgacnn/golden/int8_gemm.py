@@ -162,21 +162,27 @@ def _few_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume)
 
 
 def padded(x: torch.Tensor, padding, value: int) -> torch.Tensor:
-    """x (N, H, W, C) with (t, l, b, r) rows/columns of `value` around it (image by image,
-    on the workers)."""
+    """x (N, H, W, C) with (t, l, b, r) rows/columns of `value` around it, filled by the
+    workers in bands of rows. The result is this thread's scratch buffer (reused, so no fresh
+    pages to fault in): valid until the next call in this thread."""
     t, l, b, r = padding
     if not any(padding):
         return x
     n, h, w, c = x.shape
-    xp = torch.empty((n, h + t + b, w + l + r, c), dtype=x.dtype)
+    shape = (n, h + t + b, w + l + r, c)
+    xp = workers.scratch("padded", int(np.prod(shape)), x.dtype).view(shape)
+    xp[:, :t] = value
+    xp[:, t + h:] = value
+    band = -(-h // max(1, workers.thread_count() // n))
 
-    def fill(i):
-        xp[i, :t] = value
-        xp[i, t + h:] = value
-        xp[i, t:t + h, :l] = value
-        xp[i, t:t + h, l + w:] = value
-        xp[i, t:t + h, l:l + w] = x[i]
-    workers.for_each(fill, range(n))
+    def fill(item):
+        i, first = item
+        last = min(first + band, h)
+        rows = xp[i, t + first:t + last]
+        rows[:, :l] = value
+        rows[:, l + w:] = value
+        rows[:, l:l + w] = x[i, first:last]
+    workers.for_each(fill, [(i, first) for i in range(n) for first in range(0, h, band)])
     return xp
 
 
