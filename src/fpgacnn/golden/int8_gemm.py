@@ -195,22 +195,16 @@ def _row_blocks(n: int, oh: int, rows: int):
 
 
 def _im2col(src: torch.Tensor, dst: torch.Tensor, op, r0: int) -> None:
-    """dst (n, rows, OW, K8) = the im2col rows (kh, kw, C order) of output rows r0... of src."""
+    """dst (n, rows, OW, K8) = the im2col rows (kh, kw, C order) of output rows r0... of src,
+    as one copy from a view of every window (overlapping strides over src)."""
     (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
     n, rows, ow = dst.shape[:3]
     c = src.shape[3]
-    top = r0 * sh
-    if c < 16:  # few channels: one strided gather beats many tiny tap copies
-        band = src[:, top:top + sh * (rows - 1) + dh * (kh - 1) + 1]
-        cols = band.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)
-        cols = cols[..., ::dh, ::dw].permute(0, 1, 2, 4, 5, 3)  # (n, rows, OW, kh, kw, C)
-        dst[..., :kh * kw * c].unflatten(-1, (kh, kw, c)).copy_(cols[:, :, :ow])
-        return
-    for u in range(kh):
-        band = src[:, top + u * dh:top + u * dh + sh * (rows - 1) + 1:sh]
-        for v in range(kw):
-            start = (u * kw + v) * c
-            dst[..., start:start + c] = band[:, :, v * dw:v * dw + sw * (ow - 1) + 1:sw]
+    s0, s1, s2, s3 = src.stride()
+    strides = (s0, sh * s1, sw * s2, dh * s1, dw * s2, s3)
+    windows = src.as_strided((n, rows, ow, kh, kw, c), strides,
+                             src.storage_offset() + r0 * sh * s1)
+    dst[..., :kh * kw * c].view(n, rows, ow, kh, kw, c).copy_(windows)
 
 
 def conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: int,
