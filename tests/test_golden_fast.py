@@ -7,6 +7,8 @@ activations: `golden.run` must give the same integers with and without the fast 
 definition itself is held to PyTorch/onnxruntime/fbgemm and plain loops by the other tests.
 """
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from fpgacnn import golden
 from fpgacnn.errors import UserError
-from fpgacnn.golden import fast, int8_gemm
+from fpgacnn.golden import fast, int8_gemm, workers
 from fpgacnn.golden.epilogue import Epilogue
 from fpgacnn.golden.requant import finish, requantize
 from fpgacnn.golden.stored import offset
@@ -210,3 +212,23 @@ def test_float32_epilogue_equals_the_definition_on_ties_and_extremes(zero_point,
     epilogue(torch.from_numpy(acc.astype(np.int32)), dst)
     expected = finish(requantize(acc + corr, layer.requant, axis=1), layer, axis=1)
     np.testing.assert_array_equal(dst.numpy().astype(np.int64) + offset(fout), expected)
+
+
+def test_for_each_runs_every_item_once_and_raises_after_the_others_finish():
+    seen = []
+
+    def record(item):
+        if item == 7:
+            raise ValueError("item 7")
+        time.sleep(0.001)
+        seen.append(item)
+
+    with workers.torch_threads_as_workers():
+        workers.for_each(record, [i for i in range(40) if i != 7])
+        assert sorted(seen) == [i for i in range(40) if i != 7]
+        seen.clear()
+        with pytest.raises(ValueError, match="item 7"):
+            workers.for_each(record, range(40))
+        finished = len(seen)
+        time.sleep(0.05)
+        assert len(seen) == finished        # nothing still running after the raise

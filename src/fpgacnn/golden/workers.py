@@ -2,7 +2,8 @@
 
 Splitting a layer into blocks that threads take independently avoids a thread barrier per
 torch op (costly when the machine is shared), and keeps each block's data in its core's cache.
-The pool has as many threads as torch uses; each thread keeps its own scratch buffers.
+The calling thread takes blocks too, beside one helper thread less than torch has threads;
+each thread keeps its own scratch buffers.
 """
 
 import contextlib
@@ -43,18 +44,52 @@ def torch_threads_as_workers():
 
 
 def for_each(fn, items) -> None:
-    """fn(item) for every item, spread over the workers; exceptions propagate."""
+    """fn(item) for every item, spread over this thread and the helpers; exceptions propagate
+    (after every started item has finished)."""
     items = list(items)
-    size = thread_count()
-    if size == 1 or len(items) <= 1:
+    helpers = min(thread_count(), len(items)) - 1
+    if helpers <= 0:
         for item in items:
             fn(item)
         return
-    key = (size, os.getpid())          # a forked child cannot use its parent's threads
+    key = (helpers, os.getpid())       # a forked child cannot use its parent's threads
     if key not in _pools:
-        _pools[key] = ThreadPoolExecutor(size, "fpgacnn-golden", initializer=_start_worker)
-    for _ in _pools[key].map(fn, items):
-        pass
+        _pools[key] = ThreadPoolExecutor(helpers, "fpgacnn-golden", initializer=_start_worker)
+    take = _Taker(items)
+    futures = [_pools[key].submit(_drain, take, fn) for _ in range(helpers)]
+    torch_threads = torch.get_num_threads()
+    if torch_threads != 1:            # called outside `torch_threads_as_workers`
+        torch.set_num_threads(1)
+    _local.worker = True
+    try:
+        _drain(take, fn)
+    finally:
+        _local.worker = False
+        if torch_threads != 1:
+            torch.set_num_threads(torch_threads)
+        for future in futures:
+            future.exception()         # wait, whatever happens here
+    for future in futures:
+        future.result()
+
+
+class _Taker:
+    """Hands out the items one at a time, to whichever thread asks first."""
+
+    def __init__(self, items):
+        self._items = iter(items)
+        self._lock = threading.Lock()
+
+    def next(self):
+        with self._lock:
+            return next(self._items, _Taker)
+
+
+def _drain(take: _Taker, fn) -> None:
+    item = take.next()
+    while item is not _Taker:
+        fn(item)
+        item = take.next()
 
 
 def scratch(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
