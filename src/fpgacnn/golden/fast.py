@@ -149,7 +149,7 @@ def _look_up(table: torch.Tensor, src_rows: torch.Tensor, dst_rows: torch.Tensor
     base = torch.full((channels,), 128, dtype=torch.int32)
     if not shared:
         base = base * channels + torch.arange(channels, dtype=torch.int32)
-    step = max(1, _ROWS_ELEMENTS // max(1, src_rows.shape[1]))
+    step = int8_gemm.block_rows(src_rows.shape[0], _ROWS_ELEMENTS // max(1, src_rows.shape[1]))
 
     def block(start):
         src = src_rows[start:start + step]

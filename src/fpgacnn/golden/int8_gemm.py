@@ -119,9 +119,11 @@ def _rows_buffer(rows: int, k8: int) -> torch.Tensor:
     return workers.scratch("im2col", used * k8, torch.int8).view(used, k8)
 
 
-def _split(total: int, cap: int) -> int:
-    """Block size: at most cap, small enough that every worker gets a block."""
-    return max(1, min(cap, -(-total // workers.thread_count())))
+def block_rows(total: int, cap: int) -> int:
+    """Block size: at most cap, in a number of blocks that the workers share evenly."""
+    threads = workers.thread_count()
+    blocks = -(-max(1, -(-total // max(1, cap))) // threads) * threads
+    return max(1, -(-total // blocks))
 
 
 def linear_blocks(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
@@ -221,7 +223,7 @@ def conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: 
     k8 = wm.matrix.shape[0]
     n = x.shape[0]
     row_bytes = ow * (k8 + 8 * wm.matrix.shape[1])     # im2col, int32 sums, float32 epilogue
-    rows_per_block = _split(n * oh, max(1, BLOCK_BYTES // row_bytes))
+    rows_per_block = block_rows(n * oh, max(1, BLOCK_BYTES // row_bytes))
 
     def run(block):
         first, count, r0, rows = block
