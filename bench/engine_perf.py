@@ -8,8 +8,8 @@ Prints every step as it finishes (cycles, planner's cycles, mismatches against t
 model), then the totals: simulated cycles, MAC utilization (useful MACs / (Q x L x cycles)),
 GOPS at the configured clock (2 operations per MAC, from simulated cycles) beside the peer,
 Angel-Eye on the ZC706 (Qiu et al., FPGA'16: 137 GOPS on VGG16 at 150 MHz with 780 DSPs), and
-the engine's cycles against the planner's. Vector and host steps count in the cycles (host
-steps as 0: they run on the CPU); only conv/FC MACs count as useful work.
+the total cycles against the planner's (engine and vector steps; host steps count as 0 on
+both sides: they run on the CPU); only conv/FC MACs count as useful work.
 """
 
 import argparse
@@ -65,21 +65,22 @@ def run_model(name, size, config):
 
 
 def summarize(results, macs, config):
+    from fpgacnn.hw.synth import planned_resources
+
     cycles = sum(r.cycles for r in results)
-    engine = [r for r in results if r.unit == "engine"]
-    engine_cycles = sum(r.cycles for r in engine)
-    planned = sum(r.planned_cycles for r in engine)
+    planned = sum(r.planned_cycles for r in results)
+    engine_cycles = sum(r.cycles for r in results if r.unit == "engine")
     total_macs = sum(macs.values())
     seconds = cycles / (config.clock_mhz * 1e6)
     gops = 2 * total_macs / seconds / 1e9
     q_l = config.tm * config.tn
-    print(f"  total {cycles:,} cycles ({engine_cycles:,} engine, planner {planned:,}: "
-          f"{engine_cycles / planned - 1:+.1%}), mismatches "
-          f"{sum(r.mismatches for r in results)}")
+    dsps = planned_resources(config).dsp
+    print(f"  total {cycles:,} cycles ({engine_cycles:,} engine), planner {planned:,}: "
+          f"{cycles / planned - 1:+.1%}; mismatches {sum(r.mismatches for r in results)}")
     print(f"  {total_macs / 1e9:.2f} GMAC, MAC utilization {total_macs / (q_l * cycles):.1%} "
-          f"of {config.tm} x {config.tn}; {gops:.1f} GOPS at {config.clock_mhz:g} MHz "
-          f"vs Angel-Eye {ANGEL_EYE_GOPS:g} GOPS ({ANGEL_EYE_DSPS} DSPs): "
-          f"{gops / ANGEL_EYE_GOPS:.2f}x; simulated in "
+          f"of {config.tm} x {config.tn}; {gops:.1f} GOPS at {config.clock_mhz:g} MHz with "
+          f"{dsps} DSP48E1 (engine, planned) vs Angel-Eye {ANGEL_EYE_GOPS:g} GOPS with "
+          f"{ANGEL_EYE_DSPS}: {gops / ANGEL_EYE_GOPS:.2f}x; simulated in "
           f"{sum(r.seconds for r in results):.0f} s", flush=True)
 
 
