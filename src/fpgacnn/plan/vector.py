@@ -9,10 +9,12 @@ row (a copy: per output row). Two rules of the memory model (`fpgacnn.sim.ddr`) 
   unit takes, the writes have a turn (`write_turn`), however wide the memory's budget.
 - Reads and writes share `ddr_bytes_per_cycle`.
 
-A block costs its parameter record, then the longer of: its reads at the turn rate (each word
+A block costs its parameter record, then the longest of: its reads at the turn rate (each word
 held on the port while the unit takes it, `repeat_w` cycles for an upsample, then the writes'
-turn) and its reads and writes at the memory's rate. Between blocks the pipeline drains before the next record is taken. The
-descriptor's, the first record's and the last write response's latencies are paid once.
+turn), its reads and writes at the memory's rate, and (pools and adds below 2/3 of a word a
+cycle) a read turn and a write turn for every word. Between blocks the pipeline drains
+before the next record is taken. The descriptor's, the first record's and the last write
+response's latencies are paid once.
 
 The input is the step's `fpgacnn.hw.vector_program.VectorDescriptor` (only its fields are
 read: the planner does not import the hardware) and the HardwareConfig.
@@ -37,8 +39,8 @@ class VectorTiming:
     """The vector unit's constants (cycles unless named otherwise).
 
     The first four are the RTL's (`tests/test_plan_vector.py` holds them equal to
-    `fpgacnn.hw`'s), `write_turn` is the memory model's rule; `fixed` and `switch` were measured in Verilator and are the same for
-    every op, size, latency and bandwidth tried.
+    `fpgacnn.hw`'s), `write_turn` is the memory model's rule; `fixed` and `switch` were
+    measured in Verilator, exact for every op, size and latency tried at one word a cycle.
     """
 
     descriptor_bits: int = 465      # hw.vector_program.VECTOR_BITS
@@ -106,14 +108,27 @@ def offered_cycles(desc, timing: VectorTiming = VECTOR) -> int:
 
 
 def data_cycles(desc, config: HardwareConfig, timing: VectorTiming = VECTOR) -> float:
-    """One block's words: the read turns or the memory's budget, the slower.
+    """One block's words: the read turns, the memory's budget or the paired turns, the slowest.
 
     Each read word is held `offered_cycles`, then the writes have their turn (`write_turn`)
     before the next word is presented."""
     reads = block_reads(desc, timing)
     turns = reads * (offered_cycles(desc, timing) + timing.write_turn)
     budget = (reads + block_writes(desc)) * memory_cycles_per_word(config)
-    return max(turns, budget)
+    return max(turns, budget, paired_turn_cycles(desc, config, timing))
+
+
+def paired_turn_cycles(desc, config: HardwareConfig, timing: VectorTiming = VECTOR) -> float:
+    """Pools and adds, whose reads wait for their turns, at less than 2/3 of a word a cycle.
+
+    The credit is capped at `ddr_bytes_per_cycle` + one word, so a read, a write and the next
+    read on successive turns need 3 * ddr_bytes_per_cycle >= 2 words; below that, the read
+    turn after a write passes without credit, and every word, read or written, takes a read
+    turn and a write turn. (A copy's reads are held by its full output FIFO instead, and the
+    writes use every cycle's credit.)"""
+    if desc.op == timing.copy_op or 3 * config.ddr_bytes_per_cycle >= 2 * word_bytes(config):
+        return 0
+    return (block_reads(desc, timing) + block_writes(desc)) * (1 + timing.write_turn)
 
 
 def record_cycles(config: HardwareConfig, timing: VectorTiming = VECTOR) -> float:
