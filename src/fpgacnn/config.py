@@ -45,6 +45,7 @@ class HardwareConfig:
     burst_len: int = 16             # beats per burst
     ddr_latency: int = 20           # cycles from request to first beat
     ddr_bytes_per_cycle: float = 8.0  # sustained bandwidth at the engine clock
+    post_multipliers: bool = True   # False: shift-only post-processing, for power-of-two models
 
     def __post_init__(self):
         for f in fields(self):
@@ -56,6 +57,9 @@ class HardwareConfig:
             if f.type in (float, "float") and (not isinstance(value, (int, float))
                                                 or value <= 0):
                 raise UserError(f"hardware config: {f.name} must be a positive number, "
+                                f"got {value!r}")
+            if f.type in (bool, "bool") and not isinstance(value, bool):
+                raise UserError(f"hardware config: {f.name} must be true or false, "
                                 f"got {value!r}")
 
     @property
@@ -116,14 +120,18 @@ class HardwareConfig:
     def to_toml(self) -> str:
         lines = ["[engine]"]
         for f in fields(self):
-            value = getattr(self, f.name)
-            lines.append(f"{f.name} = {value!r}" if not isinstance(value, str)
-                         else f'{f.name} = "{value}"')
+            lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
         return "\n".join(lines) + "\n"
 
     def save(self, path) -> None:
         with atomic_open(path) as f:
             f.write(self.to_toml())
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def read_toml(path, what: str) -> dict:
