@@ -31,8 +31,10 @@ from fpgacnn.sim.runtime import SimulatedDevice
 
 # one DDR word per 4 cycles (a quarter of the 64-bit port), shared by reads and writes
 MEMORY_BOUND = replace(SMALL, ddr_bytes_per_cycle=2.0, ddr_latency=20)
-# below 2/3 of a word per cycle: a pool's or an add's words take paired turns
+# below 2/3 of a word per cycle a pool's or an add's writes cost turns; below 1/2 its reads
+# wait for the credit over several turns
 PAIRED = replace(SMALL, ddr_bytes_per_cycle=5.0, ddr_latency=20)
+WAITING = replace(SMALL, ddr_bytes_per_cycle=2.5, ddr_latency=20)
 WORST = {}              # kind of run -> (largest relative error, its cycles, planned)
 
 
@@ -42,7 +44,8 @@ def devices():
     DDR model's rate and latency are run-time flags of the harness)."""
     fast = SimulatedDevice(accelerator_top(SMALL), SMALL)
     devices = {"fast": fast}
-    for name, config in (("memory-bound", MEMORY_BOUND), ("paired", PAIRED)):
+    for name, config in (("memory-bound", MEMORY_BOUND), ("paired", PAIRED),
+                         ("waiting", WAITING)):
         devices[name] = copy.copy(fast)
         devices[name].config = config
     yield devices
@@ -113,6 +116,8 @@ CASES = [  # (kind, channels, height, width, device)
     ("upsample x2", 16, 16, 16, "memory-bound"), ("leaky relu", 20, 12, 12, "memory-bound"),
     ("max 2x2/2", 16, 16, 16, "paired"), ("add", 16, 16, 16, "paired"),
     ("global avg", 20, 7, 7, "paired"), ("leaky relu", 20, 12, 12, "paired"),
+    ("global avg", 16, 16, 16, "waiting"), ("max 2x2/2", 16, 16, 16, "waiting"),
+    ("max 3x3/2 pad 1", 24, 13, 13, "waiting"), ("add", 16, 16, 16, "waiting"),
 ]
 
 

@@ -12,9 +12,9 @@ row (a copy: per output row). Two rules of the memory model (`fpgacnn.sim.ddr`) 
 A block costs its parameter record, then the longest of: its reads at the turn rate (each word
 held on the port while the unit takes it, `repeat_w` cycles for an upsample, then the writes'
 turn), its reads and writes at the memory's rate, and (pools and adds below 2/3 of a word a
-cycle) a read turn and a write turn for every word. Between blocks the pipeline drains
-before the next record is taken. The descriptor's, the first record's and the last write
-response's latencies are paid once.
+cycle) the pairs of turns its words wait for while the credit builds up. Between blocks the
+pipeline drains before the next record is taken. The descriptor's, the first record's and
+the last write response's latencies are paid once.
 
 The input is the step's `fpgacnn.hw.vector_program.VectorDescriptor` (only its fields are
 read: the planner does not import the hardware) and the HardwareConfig.
@@ -29,6 +29,7 @@ read: the planner does not import the hardware) and the HardwareConfig.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import ceil
 
 from fpgacnn.config import HardwareConfig
@@ -108,32 +109,62 @@ def offered_cycles(desc, timing: VectorTiming = VECTOR) -> int:
 
 
 def data_cycles(desc, config: HardwareConfig, timing: VectorTiming = VECTOR) -> float:
-    """One block's words: the read turns, the memory's budget or the paired turns, the slowest.
+    """One block's words: the read turns, the memory's budget or the waiting turns, the
+    slowest.
 
     Each read word is held `offered_cycles`, then the writes have their turn (`write_turn`)
     before the next word is presented."""
     reads = block_reads(desc, timing)
     turns = reads * (offered_cycles(desc, timing) + timing.write_turn)
     budget = (reads + block_writes(desc)) * memory_cycles_per_word(config)
-    return max(turns, budget, paired_turn_cycles(desc, config, timing))
+    return max(turns, budget, waiting_turn_cycles(desc, config, timing))
 
 
-def paired_turn_cycles(desc, config: HardwareConfig, timing: VectorTiming = VECTOR) -> float:
-    """Pools and adds, whose reads wait for their turns, at less than 2/3 of a word a cycle.
+def waiting_turn_cycles(desc, config: HardwareConfig, timing: VectorTiming = VECTOR) -> float:
+    """Pools and adds, whose reads wait for their turns (their few writes never fill the
+    output FIFO), below 2/3 of a word a cycle.
 
-    The credit is capped at `ddr_bytes_per_cycle` + one word, so a read, a write and the next
-    read on successive turns need 3 * ddr_bytes_per_cycle >= 2 words; below that, the read
-    turn after a write passes without credit, and every word, read or written, takes a read
-    turn and a write turn. (A copy's reads are held by its full output FIFO instead, and the
-    writes use every cycle's credit.)"""
-    if desc.op == timing.copy_op or 3 * config.ddr_bytes_per_cycle >= 2 * word_bytes(config):
+    A read takes `turn_pairs_per_read` pairs of turns (read, write). The credit is capped at
+    `ddr_bytes_per_cycle` + one word, so a read, a write and the next read on successive
+    turns need 3 * ddr_bytes_per_cycle >= 2 words; below that, the read turn after a write
+    passes without credit: each write costs a pair too. (A copy's reads are held instead by
+    its full output FIFO while the writes use every cycle's credit.)"""
+    rate, word = config.ddr_bytes_per_cycle, word_bytes(config)
+    if desc.op == timing.copy_op or 3 * rate >= 2 * word:
         return 0
-    return (block_reads(desc, timing) + block_writes(desc)) * (1 + timing.write_turn)
+    pair = 1 + timing.write_turn
+    reads = block_reads(desc, timing) * turn_pairs_per_read(rate, word) * pair
+    return reads + block_writes(desc) * pair
+
+
+@lru_cache(maxsize=64)
+def turn_pairs_per_read(rate: float, word: int, limit: int = 10_000) -> float:
+    """Pairs of turns per word of reads that wait for their turns, no write between them.
+
+    At each read turn the credit has gained 2 * `rate` since the last, capped at `rate` +
+    `word`; a read needs `word` of it, else its turn passes. From a full credit, the turns
+    repeat once the credit is full again. 1 from half a word a cycle up.
+
+    >>> turn_pairs_per_read(3.0, 8)      # credit at the read turns: 11, 9, 7 (passes), 11
+    1.5
+    """
+    cap = rate + word
+    credit, pairs, reads = cap, 0, 0
+    while pairs < limit:
+        pairs += 1
+        if credit >= word:
+            credit -= word
+            reads += 1
+        credit = min(credit + 2 * rate, cap)
+        if credit == cap:
+            break
+    return pairs / reads
 
 
 def record_cycles(config: HardwareConfig, timing: VectorTiming = VECTOR) -> float:
-    """One block's parameter record, read at the turn rate or the memory's, the slower."""
-    per_word = max(1 + timing.write_turn, memory_cycles_per_word(config))
+    """One block's parameter record: its reads wait for their turns, or for the budget."""
+    pairs = turn_pairs_per_read(config.ddr_bytes_per_cycle, word_bytes(config))
+    per_word = max((1 + timing.write_turn) * pairs, memory_cycles_per_word(config))
     return record_words(config, timing) * per_word
 
 
