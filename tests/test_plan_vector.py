@@ -40,8 +40,8 @@ WORST = {}              # kind of run -> (largest relative error, its cycles, pl
 
 @pytest.fixture(scope="module")
 def devices():
-    """The accelerator of SMALL; the memory-bound device runs the same simulator binary (the
-    DDR model's rate and latency are run-time flags of the harness)."""
+    """The accelerator of SMALL; the slower memories run the same simulator binary (the DDR
+    model's rate and latency are run-time flags of the harness)."""
     fast = SimulatedDevice(accelerator_top(SMALL), SMALL)
     devices = {"fast": fast}
     for name, config in (("memory-bound", MEMORY_BOUND), ("paired", PAIRED),
