@@ -9,10 +9,12 @@ mode, whose conv/linear layers equal fbgemm's bit for bit): the golden model thr
 `fpgacnn.golden.run`, the peer as torch.ao quantized modules built from the same integers.
 Printed: seconds per batch for each (best of --repeats after a warm-up run) and the ratio
 golden / fbgemm (target <= 1.0); in brackets the same for CPU seconds of all threads, the
-steadier figure when other work shares the machine.
+steadier figure when other work shares the machine; after each model, the load average (other
+work on the machine slows the two sides unequally, so it belongs beside the figures).
 """
 
 import argparse
+import os
 import time
 import warnings
 
@@ -158,6 +160,8 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models:
         bench(name, args.batches, args.repeats)
+        print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()),
+              flush=True)
 
 
 if __name__ == "__main__":
