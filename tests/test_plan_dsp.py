@@ -72,6 +72,18 @@ def test_engine_counts_its_post_processing_and_packed_pairs():
     assert engine_dsps(4, 4, 16, 16, 48, "DSP48E1") == 16 + 4 * (6 + 2)
 
 
+def test_shift_only_lanes_cost_no_dsp():
+    # post_multipliers=False: the lanes shift (hw/postproc.py), only the MAC array remains:
+    # the 48 x 32 target engine is 24 pairs x 32 inputs = 768 DSP48E1 (Angel-Eye: 780)
+    assert engine_dsps(48, 32, 8, 8, 32, "DSP48E1", post_multipliers=False) == 24 * 32
+    assert engine_dsps(48, 32, 8, 8, 32, "DSP48E1") == 24 * 32 + 48 * 6
+    assert engine_dsps(5, 4, 8, 8, 32, "DSP48E1", post_multipliers=False) == (2 + 1) * 4
+    assert engine_dsps(4, 4, 9, 8, 32, "DSP48E1", post_multipliers=False) == 16
+    tm, tn = np.array([1, 2, 3, 8]), np.array([4, 4, 2, 8])
+    assert list(engine_dsps(tm, tn, 8, 8, 32, "DSP48E1", post_multipliers=False)) == \
+        [4, 4, 4, 32]
+
+
 def test_engine_counts_arrays_of_tilings():
     # the explorer passes numpy arrays of Tm and Tn
     tm, tn = np.array([1, 2, 3, 8]), np.array([4, 4, 2, 8])

@@ -19,6 +19,11 @@ magnitudes (32 x 32 bits unsigned, below 2**63 since the compiler keeps |M| and 
 satisfies |m| >= 2**(act_shift - MAX_EXACT_ACT_SHIFT) (`slope_is_exact`; always true for
 act_shift <= 23), which the compiler must check.
 
+With `post_multipliers = False` (power-of-two models) the lanes have no multiplier: step 2
+is y = shift_round(s, shift, rounding) ("shift" mode with M = 1, a negative shift shifting
+left) and step 4 takes the slope as 0; the compiler refuses any other layer
+(docs/engine.md, "Shift-only post-processing").
+
 Five register stages; no back-pressure (one result per input, `LATENCY` cycles later).
 """
 
@@ -36,6 +41,7 @@ SLOPE_BITS = 18                # the activation slope (the compiler keeps |m| < 
 CLAMP_BITS = 42                # y before the slope product: 17 + 25 bits, two DSP48E1
 MAX_EXACT_ACT_SHIFT = CLAMP_BITS - 1 - OUT_BITS
 ACTIVATED_BITS = OUT_BITS + SLOPE_BITS + 1   # |y * m / 2**act_shift| <= 2**35 after the clamp
+LEFT_LIMIT = OUT_BITS + 1     # shift-only lanes: a left shift beyond it changes no output
 _HALF_UP, _HALF_EVEN, _TRUNCATE = 0, 1, 2      # golden.arith.ROUNDINGS order
 _SHIFT, _GEMMLOWP, _SINGLE = 0, 1, 2           # hw.program.MODES order
 
@@ -156,17 +162,22 @@ class PostProcessor(wiring.Component):
         return m
 
     def _lane(self, m, lane, reach, valid):
-        """Stages 1 to 5 for one channel; returns the saturated value (before pooling).
+        """Stages 1 to 5 for one channel; returns the saturated value (before pooling)."""
+        stages = _Stages(m, lane, valid)
+        if self.config.post_multipliers:
+            y, slope = self._requantize_with_multiplier(stages, lane, reach)
+        else:
+            y, slope = self._requantize_by_shift(stages, lane, reach), None
+        activated = self._activate(stages, y, slope)
+        # stage 5: zero point, saturation
+        out = stages.reg(signed(OUT_BITS), "saturated")
+        stages.load(5, out.eq(clamp(activated + self.out_zero, self.out_lo, self.out_hi)))
+        return out
 
-        Stage k loads only with a valid pixel (valid[k - 1]): idle lanes cost the simulator
-        nothing, and registers of idle stages are never read."""
-        def reg(shape, name):
-            return Signal(shape, name=f"{name}_{lane}")
-
-        def load(stage, assignments):
-            with m.If(valid[stage - 1]):
-                m.d.sync += assignments
-
+    def _requantize_with_multiplier(self, stages, lane, reach):
+        """Stages 1 to 3 in every mode: the clamped requantized y and the slope register
+        travelling beside it."""
+        reg, load = stages.reg, stages.load
         operand_bits = max(self.config.acc_bits, PARAM_BITS)    # |acc + bias| < 2**32
         # stage 1: bias, the operand of the multiplier (gemmlowp and single round: int32),
         # both as magnitude and sign
@@ -208,16 +219,58 @@ class PostProcessor(wiring.Component):
         y = reg(signed(CLAMP_BITS), "requantized")
         slope3 = reg(signed(SLOPE_BITS), "slope_3")
         load(3, [y.eq(clamp(y_full, -reach, 1 << OUT_BITS)), slope3.eq(slope2)])
-        # stage 4: the activation slope product
-        scaled = reg(signed(CLAMP_BITS + SLOPE_BITS), "scaled")
-        y2 = reg(signed(CLAMP_BITS), "requantized_d")
-        load(4, [scaled.eq(y * slope3), y2.eq(y)])
-        # stage 5: activation rounding, zero point, saturation
-        sloped = shift_round(scaled, self.act_shift, self.act_rounding)[:ACTIVATED_BITS]
-        activated = Mux(self.act & (y2 < 0), sloped.as_signed(), y2)
-        out = reg(signed(OUT_BITS), "saturated")
-        load(5, out.eq(clamp(activated + self.out_zero, self.out_lo, self.out_hi)))
-        return out
+        return y, slope3
+
+    def _requantize_by_shift(self, stages, lane, reach):
+        """Stages 1 to 3 of "shift" mode with M = 1, no multiplier: the clamped y.
+
+        A left shift of LEFT_LIMIT already takes any non-zero sum to 2**19 or more in
+        magnitude, beyond every output (|out_zero|, |out_lo|, |out_hi| <= 2**17) as the clamp
+        would, so larger ones are cut to it."""
+        reg, load = stages.reg, stages.load
+        shift = self.shift[lane]
+        # stage 1: bias, the left and right shift amounts
+        s = reg(signed(max(self.config.acc_bits, PARAM_BITS) + 1), "sum")
+        left, right = reg(range(LEFT_LIMIT + 1), "left"), reg(6, "right")
+        load(1, [s.eq(self.acc[lane] + self.bias[lane]),
+                 left.eq(clamp(-shift, 0, LEFT_LIMIT)), right.eq(clamp(shift, 0, 63))])
+        # stage 2: the left shift (where the other lanes multiply)
+        shifted, right2 = reg(signed(len(s) + LEFT_LIMIT), "shifted"), reg(6, "right_2")
+        load(2, [shifted.eq(s << left), right2.eq(right)])
+        # stage 3: the rounding right shift, the clamp
+        y = reg(signed(CLAMP_BITS), "requantized")
+        y_full = shift_round(shifted, right2, self.rq_rounding)
+        load(3, y.eq(clamp(y_full, -reach, 1 << OUT_BITS)))
+        return y
+
+    def _activate(self, stages, y, slope):
+        """Stage 4 and the activation of stage 5: LeakyReLU/PReLU on y < 0 when `act`; with
+        no `slope` (shift-only lanes) the slope is 0, so a negative y becomes 0."""
+        y2 = stages.reg(signed(CLAMP_BITS), "requantized_d")
+        stages.load(4, y2.eq(y))
+        negative = Const(0)
+        if slope is not None:
+            scaled = stages.reg(signed(CLAMP_BITS + SLOPE_BITS), "scaled")
+            stages.load(4, scaled.eq(y * slope))
+            sloped = shift_round(scaled, self.act_shift, self.act_rounding)[:ACTIVATED_BITS]
+            negative = sloped.as_signed()
+        return Mux(self.act & (y2 < 0), negative, y2)
+
+
+class _Stages:
+    """The registers of one lane: named after the lane; stage k loads only with a valid pixel
+    (valid[k - 1]), so idle lanes cost the simulator nothing, and registers of idle stages
+    are never read."""
+
+    def __init__(self, m, lane, valid):
+        self.m, self.lane, self.valid = m, lane, valid
+
+    def reg(self, shape, name):
+        return Signal(shape, name=f"{name}_{self.lane}")
+
+    def load(self, stage, assignments):
+        with self.m.If(self.valid[stage - 1]):
+            self.m.d.sync += assignments
 
 
 def activation_reach(act_shift):

@@ -106,7 +106,8 @@ def synthesize(component, dsp_type="DSP48E1", progress=None):
 def planned_resources(config, dsp_type="DSP48E1"):
     """The planner's figures for the engine of `config` as generated: DSPs and block RAMs.
 
-    DSPs: the MAC array and the post-processing lanes (`fpgacnn.plan.dsp.engine_dsps`); block
+    DSPs: the MAC array and the post-processing lanes (`fpgacnn.plan.dsp.engine_dsps`, none
+    when `config.post_multipliers` is False); block
     RAM: each buffer on RAMB18 or RAMB36, whichever is cheaper (`fpgacnn.plan.bram`). The
     planner has no LUT or flip-flop model, so `lut` and `ff` are None.
     """
@@ -120,7 +121,7 @@ def planned_resources(config, dsp_type="DSP48E1"):
     def count(primitive):
         return sum(m.count for m in mappings if m.primitive == primitive)
     return Resources(dsp=engine_dsps(c.tm, c.tn, c.act_bits, c.weight_bits, c.acc_bits,
-                                     dsp_type),
+                                     dsp_type, post_multipliers=c.post_multipliers),
                      bram18=count("ramb18"), bram36=count("ramb36"), lut=None, ff=None)
 
 

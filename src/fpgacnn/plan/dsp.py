@@ -82,7 +82,7 @@ def dsp_per_mac(a_bits: int, w_bits: int, dsp_type: str, float32: bool = False):
 
 
 def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int,
-                dsp_type: str) -> int:
+                dsp_type: str, post_multipliers: bool = True) -> int:
     """DSP slices of the engine as generated: the MAC array and Q post-processing lanes.
 
     A MAC multiplies an input minus its zero point (act_bits + 1 bits) by a weight; where
@@ -91,10 +91,13 @@ def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int
     (hw/postproc.py) has two multipliers: the requantization product of magnitudes
     (|acc + bias|, max(acc_bits, 32) bits unsigned, times |M|, 32 bits unsigned: one bit more
     each as signed operands) and the activation slope product (y clamped to 42 bits times an
-    18-bit slope). `tm` and `tn` may be numpy arrays.
+    18-bit slope); shift-only lanes (`post_multipliers` False) have none. `tm` and `tn` may
+    be numpy arrays.
 
     >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1")     # 2 x 4 packed pairs + 4 lanes of 4 + 2
     32
+    >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1", post_multipliers=False)
+    8
     """
     operand = max(acc_bits, POST_PARAM_BITS) + 1
     lane = (dsps_per_multiplier(operand, POST_PARAM_BITS + 1, dsp_type)
@@ -103,7 +106,7 @@ def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int
         macs = (tm + 1) // 2 * tn
     else:
         macs = tm * tn * dsps_per_multiplier(act_bits + 1, weight_bits, dsp_type)
-    return macs + tm * lane
+    return macs + tm * lane if post_multipliers else macs
 
 
 def dsps_for_array(macs: int, per_mac) -> int:

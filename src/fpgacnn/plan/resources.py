@@ -3,9 +3,9 @@
 Two models, each written once; both take numpy arrays of tile sizes (the explorer's designs):
 
 - `EngineResources` (the default): the engine as hw/ generates it, MAC array (two INT8 MACs
-  per slice where they pack) and post-processing lanes (`plan.dsp.engine_dsps`), one
-  full-width memory per buffer (`plan.bram.engine_bram18`); yosys agrees with both
-  (docs/planning.md).
+  per slice where they pack) and post-processing lanes (`plan.dsp.engine_dsps`; no DSP in
+  shift-only lanes, `post_multipliers = false`), one full-width memory per buffer
+  (`plan.bram.engine_bram18`); yosys agrees with both (docs/planning.md).
 - `MacArrayResources`: Zhang et al.'s (FPGA'15) assumptions, for published cross-checks:
   `ceil(Tm Tn per_mac)` DSPs for the MAC array alone, and buffers partitioned into Tn/Tm banks.
 
@@ -33,7 +33,7 @@ class EngineResources:
 
     def dsp(self, config: HardwareConfig, tm, tn):
         return engine_dsps(tm, tn, config.act_bits, config.weight_bits, config.acc_bits,
-                           self.dsp_type)
+                           self.dsp_type, post_multipliers=config.post_multipliers)
 
     def bram18(self, config: HardwareConfig, tm, tn, tr, tc, max_kernel, max_stride):
         return engine_bram18(tm, tn, tr, tc, config.act_bits, config.weight_bits,
@@ -48,8 +48,9 @@ class EngineResources:
     def dsp_cause(self, config: HardwareConfig) -> str:
         lanes = int(self.dsp(config, config.tm, 0))
         macs = int(self.dsp(config, config.tm, config.tn)) - lanes
+        kind = "" if config.post_multipliers else "shift-only "
         return (f"Tm x Tn = {config.tm} x {config.tn} MACs on {macs} DSPs and {config.tm} "
-                f"post-processing lanes on {lanes}")
+                f"{kind}post-processing lanes on {lanes}")
 
 
 @dataclass(frozen=True)
