@@ -232,3 +232,23 @@ def test_for_each_runs_every_item_once_and_raises_after_the_others_finish():
         finished = len(seen)
         time.sleep(0.05)
         assert len(seen) == finished        # nothing still running after the raise
+
+
+@pytest.mark.parametrize("mode", ["gemmlowp", "float32"])
+def test_per_channel_activation_tables_equal_the_definition(mode):
+    """A standalone PReLU with one slope per channel: a table per channel (not shared)."""
+    rng = np.random.default_rng(3)
+    fin, fout = TensorFormat(8, False, 0.1, 7), TensorFormat(8, True, 0.2, -3)
+    channels = 6
+    rq = (Requant("float32", [0.37], [0]) if mode == "float32" else
+          Requant("gemmlowp", [1 << 30], [-1]))
+    prelu = QLayer("prelu", ops.PReLU(channels), ("x",), fout, fout.lo, fout.hi,
+                   input_requants=(rq,), act_multiplier=rng.integers(-70000, 70000, channels),
+                   act_shift=16)
+    shape = (3, channels, 5, 4)
+    qm = QModel("t", "affine", mode, "half_up", 32, {"x": shape}, {"x": fin}, [prelu],
+                ["prelu"])
+    x = rng.integers(0, 256, shape)
+    assert fast.kernel_for(prelu, [fin], [shape]) is fast.elementwise
+    np.testing.assert_array_equal(golden.run(qm, x)["prelu"],
+                                  golden.run(qm, x, fast_path=False)["prelu"])

@@ -140,32 +140,36 @@ def _table(outputs: np.ndarray, layer: QLayer) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(codes, np.int8))
 
 
-def _look_up(table: torch.Tensor, src_rows: torch.Tensor, dst_rows: torch.Tensor) -> None:
-    """dst[m, c] = table[src[m, c] + 128, c] (one column shared when all columns agree),
-    block by block on the workers."""
-    channels = table.shape[1]
-    shared = bool((table == table[:, :1]).all())
-    flat = table[:, 0].contiguous() if shared else table.reshape(-1)
-    base = torch.full((channels,), 128, dtype=torch.int32)
-    if not shared:
-        base = base * channels + torch.arange(channels, dtype=torch.int32)
-    step = int8_gemm.block_rows(src_rows.shape[0], _ROWS_ELEMENTS // max(1, src_rows.shape[1]))
+class _Lookup:
+    """dst[m, c] = table[src[m, c] + 128, c] for a (256, C) table of stored codes, block by
+    block on the workers. A table whose columns all agree is indexed by the code's byte (src
+    viewed as uint8)."""
 
-    def block(start):
-        src = src_rows[start:start + step]
-        index = workers.scratch("index", src.numel(), torch.int32).view(src.shape)
-        index.copy_(src)
-        if not shared:
-            index.mul_(channels)
-        index.add_(base)
-        dst_rows[start:start + step] = torch.index_select(flat, 0, index.view(-1)).view(src.shape)
-    workers.for_each(block, range(0, src_rows.shape[0], step))
+    def __init__(self, table: torch.Tensor):
+        channels = table.shape[1]
+        self.shared = bool((table == table[:, :1]).all())
+        if self.shared:
+            self.flat = torch.roll(table[:, 0], -128)  # byte b: code b (b < 128) or b - 256
+        else:
+            self.flat = table.contiguous().reshape(-1)
+            self.base = 128 * channels + torch.arange(channels, dtype=torch.int32)
+        self.channels = channels
 
+    def __call__(self, src_rows: torch.Tensor, dst_rows: torch.Tensor) -> None:
+        step = int8_gemm.block_rows(src_rows.shape[0], _ROWS_ELEMENTS // max(1, self.channels))
 
-def _apply_table(table, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    out = torch.empty_like(x) if out is None else out
-    _look_up(table, _rows(x), _rows(out))
-    return out
+        def block(start):
+            src, dst = src_rows[start:start + step], dst_rows[start:start + step]
+            index = workers.scratch("index", src.numel(), torch.int32).view(src.shape)
+            if self.shared:
+                index.copy_(src.view(torch.uint8))
+            else:
+                index.copy_(src).mul_(self.channels).add_(self.base)
+            if dst.is_contiguous():
+                torch.index_select(self.flat, 0, index.view(-1), out=dst.view(-1))
+            else:
+                dst.copy_(torch.index_select(self.flat, 0, index.view(-1)).view(src.shape))
+        workers.for_each(block, range(0, src_rows.shape[0], step))
 
 
 def _upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -185,9 +189,11 @@ def elementwise(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     if _is_identity(layer, fmts[0], rq):
         return x
     channels = 1 if isinstance(layer.op, ops.Flatten) else x.shape[1]
-    table = _cached(layer, ("table", fmts[0], channels, rounding), lambda: _table(
-        run_layer(layer, [_every_code(fmts[0], channels)], fmts[:1], rounding), layer))
-    return _apply_table(table, x)
+    look_up = _cached(layer, ("look-up", fmts[0], channels, rounding), lambda: _Lookup(_table(
+        run_layer(layer, [_every_code(fmts[0], channels)], fmts[:1], rounding), layer)))
+    out = torch.empty_like(x)
+    look_up(_rows(x), _rows(out))
+    return out
 
 
 def concat(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
@@ -195,20 +201,28 @@ def concat(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     n, _, *space = xs[0].shape
     total = sum(x.shape[1] for x in xs)
     channels = tuple(x.shape[1] for x in xs)
-    table = _cached(layer, ("table", tuple(fmts), channels, rounding), lambda: _table(
-        run_layer(layer, [_every_code(f, c) for f, c in zip(fmts, channels)], fmts, rounding),
-        layer))
+    look_ups = _cached(layer, ("look-ups", tuple(fmts), channels, rounding),
+                       lambda: _concat_look_ups(layer, fmts, channels, rounding))
     out = torch.empty((n, *space, total), dtype=torch.int8)
     rows = out.view(-1, total)
     first = 0
-    for x, fin, rq in zip(xs, fmts, layer.input_requants or (None,) * len(xs)):
+    for x, fin, rq, look_up in zip(xs, fmts, layer.input_requants or (None,) * len(xs),
+                                   look_ups):
         c = x.shape[1]
         if _is_identity(layer, fin, rq):
             rows[:, first:first + c] = _rows(x)
         else:
-            _look_up(table[:, first:first + c], _rows(x), rows[:, first:first + c])
+            look_up(_rows(x), rows[:, first:first + c])
         first += c
     return from_nhwc(out) if out.ndim == 4 else out
+
+
+def _concat_look_ups(layer: QLayer, fmts, channels, rounding) -> list[_Lookup]:
+    """One look-up per input, each over that input's channel range of the output."""
+    table = _table(run_layer(layer, [_every_code(f, c) for f, c in zip(fmts, channels)], fmts,
+                             rounding), layer)
+    bounds = np.cumsum((0,) + channels)
+    return [_Lookup(table[:, first:last]) for first, last in zip(bounds[:-1], bounds[1:])]
 
 
 def _applies(layer: QLayer, fmts, shapes) -> bool:
