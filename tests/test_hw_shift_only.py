@@ -2,23 +2,36 @@
 "shift" requantization, the compiler's refusals, the planner's DSPs against yosys, and
 pow2 networks on the Verilator engine against the golden model."""
 
+import json
+
 import numpy as np
 import pytest
+import torch
 from amaranth.sim import Simulator
 from hypothesis import Phase, given, settings, strategies as st
+from torch import nn
 
+from fpgacnn.cli import main
 from fpgacnn.config import HardwareConfig
+from fpgacnn.errors import UserError
+from fpgacnn.frontends.torch import from_torch
+from fpgacnn.golden import quantize_input
 from fpgacnn.golden.arith import ROUNDINGS
 from fpgacnn.golden.requant import finish, requantize
+from fpgacnn.hw.compiler import compile_network
 from fpgacnn.hw.postproc import LATENCY, PostProcessor
 from fpgacnn.hw.program import MODES
 from fpgacnn.ir import ops
+from fpgacnn.quant import QuantConfig, quantize
 from fpgacnn.quant.model import QLayer, Requant, TensorFormat
 
 Q = 4
 LANES = HardwareConfig(tm=Q, tn=4, ddr_width_bits=32, post_multipliers=False)
 INT32 = (-(1 << 31), (1 << 31) - 1)
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
+SHIFT_ONLY = HardwareConfig(tm=8, tn=8, tr=8, tc=8, ddr_width_bits=64, burst_len=8,
+                            ddr_latency=12, post_multipliers=False)
+POW2 = QuantConfig(scheme="pow2", bits=8, rounding="half_even")
 
 
 def simulate_lanes(accs, bias, shift, ctrl):
@@ -131,3 +144,132 @@ def test_shift_only_lanes_known_values():
     got = simulate_lanes([[1000, 1000, -5, -5]], [0] * Q, [4, 4, -3, -3],
                          ctrl_of("half_up", act=True, out_zero=0, lo=-128, hi=127))
     assert got.tolist() == [[63, 63, 0, 0]]
+
+
+# ---- the compiler ----------------------------------------------------------------------------
+
+def quantized(module, shape, qconfig, seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(*shape)
+    qmodel = quantize(from_torch(module.eval(), x), x.numpy(), qconfig)
+    return qmodel, quantize_input(qmodel, x.numpy()[:1])
+
+
+def conv_relu_pool_fc():
+    return nn.Sequential(nn.Conv2d(3, 11, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(11 * 5 * 5, 13))
+
+
+def refusal(module, shape, qconfig):
+    qmodel, _ = quantized(module, shape, qconfig)
+    compile_network(qmodel, SHIFT_ONLY.with_(post_multipliers=True))   # runs with multipliers
+    with pytest.raises(UserError) as caught:
+        compile_network(qmodel, SHIFT_ONLY)
+    return qmodel, str(caught.value)
+
+
+@pytest.mark.parametrize("qconfig, field", [
+    (QuantConfig(scheme="affine", bits=8), "requant mode 'gemmlowp'"),
+    (QuantConfig(scheme="affine", bits=8, mode="single_round"), "requant mode 'single_round'"),
+])
+def test_compiler_refuses_affine_models_on_shift_only_lanes(qconfig, field):
+    qmodel, message = refusal(conv_relu_pool_fc(), (4, 3, 10, 10), qconfig)
+    assert message.startswith(f"layer {qmodel.layers[0].name!r}: {field} needs multipliers")
+    assert "post_multipliers = false" in message and "\n" not in message
+
+
+def test_compiler_refuses_a_leaky_relu_slope_on_shift_only_lanes():
+    module = nn.Sequential(nn.Conv2d(3, 6, 3), nn.LeakyReLU(0.125))
+    qmodel, message = refusal(module, (4, 3, 8, 8), POW2)
+    layer = next(l for l in qmodel.layers if l.act_multiplier is not None)
+    assert message.startswith(f"layer {layer.name!r}: activation slope ")
+    assert "is not 0" in message
+
+
+def test_compiler_refuses_an_average_pool_multiplier_on_shift_only_lanes():
+    # the vector unit's lanes are shift-only too: a pow2 average pool multiplies by
+    # round(2**15 / 4) = 8192
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AvgPool2d(2))
+    qmodel, message = refusal(module, (4, 3, 8, 8), POW2)
+    pool = next(l for l in qmodel.layers if isinstance(l.op, ops.AvgPool))
+    assert message.startswith(f"layer {pool.name!r}: requant multiplier 8192 is not 1")
+
+
+def test_compile_and_sim_commands_refuse_with_exit_2(tmp_path, capsys):
+    qmodel, x = quantized(conv_relu_pool_fc(), (4, 3, 10, 10), QuantConfig(bits=8))
+    qmodel.save(tmp_path / "affine.npz")
+    SHIFT_ONLY.save(tmp_path / "hw.toml")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((1, 3, 10, 10)))
+    common = [str(tmp_path / "affine.npz"), "--config", str(tmp_path / "hw.toml")]
+    for argv in (["compile"] + common + ["-o", str(tmp_path / "out")],
+                 ["sim"] + common + ["--input", str(tmp_path / "x.npy")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"layer {qmodel.layers[0].name!r}: requant mode" in err
+    assert not (tmp_path / "out").exists()
+
+
+# ---- the planner -----------------------------------------------------------------------------
+
+def plan_json(argv, capsys):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_plan_honours_post_multipliers_false_from_the_config_file(capsys, tmp_path):
+    # digits on the xc7z020 (220 DSPs): a 32 x 8 engine needs 128 packed pairs + 32 lanes of
+    # 6 = 320 DSP48E1 with multipliers, the 128 pairs alone with shift-only lanes
+    toml = tmp_path / "hw.toml"
+    HardwareConfig(post_multipliers=False).save(toml)
+    argv = ["plan", "zoo:digits", "--device", "xc7z020", "--config", str(toml)]
+    fixed = plan_json(argv + ["--set", "tm=32,tn=8"], capsys)
+    assert fixed["totals"]["dsp"] == 16 * 8
+    assert fixed["config"]["post_multipliers"] is False
+    explored = plan_json(argv + ["--explore", "-o", str(tmp_path / "out.toml")], capsys)
+    c = HardwareConfig.from_toml(tmp_path / "out.toml")
+    assert c.post_multipliers is False
+    assert explored["totals"]["dsp"] == (c.tm + 1) // 2 * c.tn <= 220
+    front = explored["exploration"]["front"]
+    assert front and all(d["dsp"] == (d["tm"] + 1) // 2 * d["tn"] for d in front)
+
+
+# ---- the engine: yosys and Verilator -------------------------------------------------------
+
+def test_yosys_maps_the_shift_only_engine_as_planned(capsys, tmp_path):
+    # the 2 x 2 engine: one packed pair of rows on 2 DSP48E1, lanes without a DSP
+    HardwareConfig(tm=2, tn=2, tr=2, tc=2, ddr_width_bits=16, max_kernel=3, max_stride=1,
+                   post_multipliers=False).save(tmp_path / "hw.toml")
+    assert main(["synth", "--config", str(tmp_path / "hw.toml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["yosys"]["dsp"] == report["cells"]["DSP48E1"] == report["planned"]["dsp"] \
+        == (2 + 1) // 2 * 2
+
+
+@pytest.fixture(scope="module")
+def shift_only_device():
+    pytest.importorskip("fpgacnn.hw.engine", reason="the engine top-level is not built yet")
+    from fpgacnn.sim.check import engine_device
+
+    return engine_device(SHIFT_ONLY)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_pow2_conv_relu_pool_fc_on_shift_only_lanes(shift_only_device, rounding):
+    from fpgacnn.sim.check import simulate
+
+    qconfig = QuantConfig(scheme="pow2", bits=8, rounding=rounding)
+    qmodel, x = quantized(conv_relu_pool_fc(), (4, 3, 10, 10), qconfig, seed=3)
+    results = simulate(qmodel, x, SHIFT_ONLY, device=shift_only_device)
+    conv, pool, _, fc = (layer.name for layer in qmodel.layers)     # the ReLU is fused
+    assert [(r.unit, r.name) for r in results] == [("engine", f"{conv}+{pool}"),
+                                                   ("engine", fc)]
+    assert all(r.mismatches == 0 and r.elements > 0 for r in results)
+
+
+def test_pow2_fc_on_shift_only_lanes(shift_only_device):
+    from fpgacnn.sim.check import simulate
+
+    qmodel, x = quantized(nn.Sequential(nn.Linear(37, 21), nn.ReLU()), (4, 37), POW2, seed=5)
+    (result,) = simulate(qmodel, x, SHIFT_ONLY, device=shift_only_device)
+    assert result.mismatches == 0 and result.elements == 21

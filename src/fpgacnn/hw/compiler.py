@@ -13,6 +13,8 @@ descriptor per step. Every engine or vector step is one `start`, so each has its
 import importlib
 from dataclasses import replace
 
+import numpy as np
+
 from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 from fpgacnn.export.ddr import build_ddr_image, tensor_shapes
@@ -167,6 +169,7 @@ class _Context:
 
     def engine_descriptor(self, step: Step):
         layer, source = engine_operands(self.qmodel, self.config, step)
+        check_shift_only(layer.name, layer.requant, layer.act_multiplier, self.config)
         addresses = {"input": self.fmap(source), "output": self.fmap(step.output),
                      "weight": self.ddr_map.region(f"{layer.name}.weight").offset,
                      "params": self.ddr_map.region(f"{layer.name}.params").offset}
@@ -177,6 +180,9 @@ class _Context:
     def vector_descriptor(self, step: Step):
         vp = vector_program()
         layer = self.qmodel.layer(step.layers[0])
+        # the vector unit's lanes are PostProcessor lanes of the same config
+        check_shift_only(layer.name, vp._post_requant(layer), layer.act_multiplier,
+                         self.config, left_shifts=False)
         k = step.concat_input
         params = self.builder.add(f"{step.name}.vector_params", "vector_params",
                                   vp.vector_params(layer, self.config, k))
@@ -194,6 +200,35 @@ class _Context:
             layer, self.config, addresses, input_shapes=[self.shapes[t] for t in layer.inputs],
             input_formats=[self.qmodel.format_of(t) for t in layer.inputs],
             rounding=self.qmodel.rounding)
+
+
+def check_shift_only(name: str, requant, act_multiplier, config: HardwareConfig,
+                     left_shifts: bool = True) -> None:
+    """On shift-only lanes (`post_multipliers = false`, hw.postproc), a UserError naming the
+    layer and the field unless the requantization is "shift" mode with every multiplier 1
+    (and every shift at least 0 without `left_shifts`: the vector unit folds a left shift
+    into its multiplier) and the activation slope, if any, is 0."""
+    if config.post_multipliers:
+        return
+    lanes = "the shift-only post-processing lanes (post_multipliers = false)"
+    if requant.mode != "shift":
+        raise UserError(f"layer {name!r}: requant mode {requant.mode!r} needs multipliers; "
+                        f"{lanes} run only mode 'shift' with multiplier 1")
+    if np.any(np.asarray(requant.multiplier) != 1):
+        raise UserError(f"layer {name!r}: requant multiplier "
+                        f"{_span(requant.multiplier)} is not 1, as {lanes} need")
+    if not left_shifts and np.any(np.asarray(requant.shift) < 0):
+        raise UserError(f"layer {name!r}: requant shift {_span(requant.shift)} is negative; "
+                        f"{lanes} take shifts of 0 or more")
+    if act_multiplier is not None and np.any(np.asarray(act_multiplier) != 0):
+        raise UserError(f"layer {name!r}: activation slope {_span(act_multiplier)} is not 0; "
+                        f"{lanes} have no slope multiplier")
+
+
+def _span(values) -> str:
+    values = np.asarray(values)
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}..{high}"
 
 
 def engine_operands(qmodel, config, step: Step):
