@@ -13,6 +13,7 @@ im2col matrix fits in cache; each block's int32 accumulators go to a `consume` c
 """
 
 import functools
+import math
 import weakref
 from typing import Callable, NamedTuple
 
@@ -172,7 +173,7 @@ def padded(x: torch.Tensor, padding, value: int) -> torch.Tensor:
         return x
     n, h, w, c = x.shape
     shape = (n, h + t + b, w + l + r, c)
-    xp = workers.scratch("padded", int(np.prod(shape)), x.dtype).view(shape)
+    xp = workers.scratch("padded", math.prod(shape), x.dtype).view(shape)
     xp[:, :t] = value
     xp[:, t + h:] = value
     band = -(-h // max(1, workers.thread_count() // n))
