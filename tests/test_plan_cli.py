@@ -295,3 +295,13 @@ def test_training_over_budget_names_the_layer_that_sizes_the_buffers(capsys, tmp
                      "--max-bram18", "20"], capsys)
     assert "RAMB18" in err and "available 20" in err
     assert ".grad_weight" in err and "max_kernel 18" in err
+
+
+def test_set_takes_true_and_false_for_switches(capsys):
+    # 8 x 8 engine: 4 x 8 packed MAC pairs; shift-only lanes cost no DSP, lanes with
+    # multipliers 8 x (4 + 2)
+    with_lanes = run_json(["plan", "zoo:digits"] + Z020, capsys)
+    shift_only = run_json(["plan", "zoo:digits"] + Z020[:-1] + ["tm=8,post_multipliers=false"],
+                          capsys)
+    assert shift_only["config"]["post_multipliers"] is False
+    assert (with_lanes["totals"]["dsp"], shift_only["totals"]["dsp"]) == (32 + 48, 32)

@@ -239,6 +239,8 @@ def parse_set(text: str) -> dict:
 
 
 def _value(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)
