@@ -99,15 +99,17 @@ def _buildable_pairs(tm, tn, config: HardwareConfig, fixed):
     """(tm, tn) pairs the RTL engine can build (`HardwareConfig.engine_problems`).
 
     The engine reads one feature row per memory word, so Tn = ddr_width_bits / act_bits.
-    For Tm only multiples of Tn are allowed; the smallest multiple of Tn at or above each
-    free candidate has the same chunk counts (it lies between that candidate and any larger
-    size with those counts), so the search stays exact over the buildable designs.
+    For Tm every multiple of Tn up to the largest candidate: at equal chunk counts a larger
+    Tm can still be faster (a narrower last output block writes back sooner), so no multiple
+    may be skipped.
     """
     if "tn" not in fixed:
         tn = np.array([config.ddr_width_bits // config.act_bits], dtype=np.int64)
         tn = tn[tn >= 1]
     if "tm" not in fixed:
-        tm = np.unique(np.concatenate([-(-tm // t) * t for t in tn])) if len(tn) else tn
+        top = int(tm.max()) if len(tm) else 0
+        tm = np.unique(np.concatenate([np.arange(t, top + t, t) for t in tn])) if len(tn) \
+            else tn
     pairs = [(int(m), int(n)) for m in tm for n in tn
              if m % n == 0 and not config.with_(tm=int(m), tn=int(n)).engine_problems()]
     if not pairs:
