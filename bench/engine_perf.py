@@ -3,6 +3,7 @@
     .venv/bin/python bench/engine_perf.py                          # VGG16 and YOLOv3-tiny, full size
     .venv/bin/python bench/engine_perf.py --model yolov3-tiny      # one of them
     .venv/bin/python bench/engine_perf.py --model vgg16 --size 64  # a smaller input
+    .venv/bin/python bench/engine_perf.py --target                 # VGG16 on the 2x design
 
 Prints every step as it finishes (cycles, planner's cycles, mismatches against the golden
 model), then the totals: simulated cycles, MAC utilization (useful MACs / (Q x L x cycles)),
@@ -30,16 +31,24 @@ MODELS = {"vgg16": 224, "yolov3-tiny": 416}
 # VGG16's first FC layer reads 512 x 7 x 7 values: as a 1x1 conv its 3,136 input blocks exceed
 # the descriptor's 10-bit field, as the 7x7 conv it is it needs max_kernel >= 7.
 CONFIGS = {"vgg16": ZC706.with_(max_kernel=7), "yolov3-tiny": ZC706.with_(max_stride=2)}
+# The design for the issue's target (2x Angel-Eye's GOPS with at most its 780 DSPs): 48 x 32
+# MACs in 768 DSP48E1 (two INT8 MACs per slice), shift-only post-processing lanes (no DSPs;
+# power-of-two quantization, as Angel-Eye's dynamic fixed point), a 256-bit port at
+# 32 bytes/cycle (4.8 GB/s at 150 MHz). VGG16 only: YOLOv3-tiny's LeakyReLU needs multipliers.
+TARGET = ZC706.with_(tm=48, tn=32, max_kernel=7, ddr_width_bits=256, ddr_bytes_per_cycle=32.0,
+                     post_multipliers=False)
 
 
-def quantized(name, size):
+def quantized(name, size, config):
     from fpgacnn import zoo
     from fpgacnn.golden import quantize_input
     from fpgacnn.quant import QuantConfig, quantize
 
     graph = zoo.load(name, (1, 3, size, size))
     calib = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
-    qmodel = quantize(graph, calib, QuantConfig(bits=8, per_channel=True))
+    scheme = QuantConfig(bits=8, per_channel=True) if config.post_multipliers else \
+        QuantConfig(scheme="pow2", bits=8)
+    qmodel = quantize(graph, calib, scheme)
     return qmodel, quantize_input(qmodel, calib[:1])
 
 
@@ -49,7 +58,7 @@ def run_model(name, size, config):
     from fpgacnn.sim.check import check_steps, planned_layer
 
     started = time.time()
-    qmodel, x = quantized(name, size)
+    qmodel, x = quantized(name, size, config)
     program = compile_network(qmodel, config)
     print(f"{name} {size}x{size}: {len(program.steps)} steps, image "
           f"{program.ddr_map.size / 2**20:.1f} MiB, top {program.top} "
@@ -89,10 +98,16 @@ def main(argv=None):
     parser.add_argument("--model", choices=sorted(MODELS), action="append",
                         help="model to run (default: both)")
     parser.add_argument("--size", type=int, help="input height and width (default: full)")
+    parser.add_argument("--target", action="store_true",
+                        help="VGG16 on the 48 x 32 design for the 2x Angel-Eye target")
+    parser.add_argument("--set", help="config changes, KEY=VALUE[,KEY=VALUE...] (integers)")
     args = parser.parse_args(argv)
-    for name in args.model or sorted(MODELS, reverse=True):
-        print(f"configuration: {CONFIGS[name]}")
-        run_model(name, args.size or MODELS[name], CONFIGS[name])
+    changes = dict(kv.split("=") for kv in args.set.split(",")) if args.set else {}
+    for name in ["vgg16"] if args.target else args.model or sorted(MODELS, reverse=True):
+        config = (TARGET if args.target else CONFIGS[name]).with_(
+            **{k: int(v) for k, v in changes.items()})
+        print(f"configuration: {config}")
+        run_model(name, args.size or MODELS[name], config)
     return 0
 
 
