@@ -23,7 +23,9 @@ STEP = data.StructLayout({
     "first_pass": 1, "last_pass": 1,       # first/last input block of this output block
     "in_ddr": 32,                          # byte address of the first loaded input row
     "w_ddr": 32, "p_ddr": 32,              # weights of (mb, nb); parameters of mb
-    "out_ddr": 32,                         # first written pixel of this tile in block mb
+    "out_ddr": 32,                         # first written pixel of this tile, in the plane
+                                           # of block mb's first channel
+    "lane0": 10,                           # that channel's lane in its plane
     "channels": 14,                        # real channels left in this output block
 })
 
@@ -75,7 +77,7 @@ class StepSequencer(wiring.Component):
             s.first_pass.eq(w.nb == 0), s.last_pass.eq(w.nb == d.in_blocks - 1),
             s.in_ddr.eq(w.in_block + Mux(w.iy0 < 0, 0, w.iy0_bytes) + (ix_lo << row_shift)),
             s.w_ddr.eq(w.w_ddr), s.p_ddr.eq(w.p_ddr), s.out_ddr.eq(w.out_block),
-            s.channels.eq(w.channels),
+            s.lane0.eq(w.lane0), s.channels.eq(w.channels),
             self.tile_r.eq(w.ty0), self.tile_c.eq(w.tx0), self.mb.eq(w.mb), self.nb.eq(w.nb),
         ]
         with m.If(self.start):
@@ -89,17 +91,29 @@ class StepSequencer(wiring.Component):
             with m.If(w.nb == d.in_blocks - 1):
                 m.d.sync += [w.nb.eq(0), w.in_block.eq(d.in_addr), w.mb.eq(w.mb + 1),
                              w.p_ddr.eq(w.p_ddr + q * PARAMS_PER_CHANNEL * 4),
-                             w.out_block.eq(w.out_block + d.out_block_bytes),
                              w.channels.eq(w.channels - q)]
+                m.d.sync += self._next_block_plane(w)
                 with m.If(w.mb == d.out_blocks - 1):
                     self._next_tile(m, w, row_shift)
         return m
+
+    def _next_block_plane(self, w):
+        """The next output block's first channel: Q // L planes on, and one more when its
+        lane passes the plane's end (Q not a multiple of L: docs/engine.md, the writer)."""
+        d, q, l = self.desc, self.config.tm, self.config.tn
+        if q % l == 0:
+            return [w.out_block.eq(w.out_block + d.out_block_bytes)]
+        lane = w.lane0 + q % l
+        carry = lane >= l
+        return [w.lane0.eq(Mux(carry, lane - l, lane)),
+                w.out_block.eq(w.out_block + d.out_block_bytes
+                               + Mux(carry, d.out_plane_bytes, 0))]
 
     def _start_tile(self, w, out_tile_addr):
         """Back to the first output and input block, at the tile written at `out_tile_addr`."""
         d = self.desc
         return [w.mb.eq(0), w.nb.eq(0), w.in_block.eq(d.in_addr), w.w_ddr.eq(d.weight_addr),
-                w.p_ddr.eq(d.param_addr), w.out_block.eq(out_tile_addr),
+                w.p_ddr.eq(d.param_addr), w.out_block.eq(out_tile_addr), w.lane0.eq(0),
                 w.channels.eq(d.out_channels)]
 
     def _next_tile(self, m, w, row_shift):
@@ -133,4 +147,5 @@ class _Walk:
         self.mb, self.nb = Signal(10), Signal(10)
         self.in_block, self.out_block = Signal(32, name="in_block"), Signal(32, name="out_block")
         self.w_ddr, self.p_ddr = Signal(32, name="w_ddr"), Signal(32, name="p_ddr")
+        self.lane0 = Signal(10)                                 # lane of block mb's first channel
         self.channels = Signal(signed(15))                      # real channels left

@@ -75,7 +75,6 @@ class Engine(wiring.Component):
         sub.reader = reader = DMAReader.from_config(cfg)
         sub.dma_writer = dma_writer = DMAWriter.from_config(cfg)
         wiring.connect(m, wiring.flipped(self.rd), reader.mem)
-        wiring.connect(m, wiring.flipped(self.wr), dma_writer.mem)
         sub.sequencer = seq = StepSequencer(cfg)
         sub.loader = loader = Loader(cfg)
         sub.inputs = inputs = input_buffer(cfg)
@@ -217,6 +216,7 @@ class Engine(wiring.Component):
                     with m.If(meta.last_pass):
                         m.d.sync += [active.eq(Mux(bank, loader.params1, loader.params0)),
                                      tile[stage_bank].out_ddr.eq(meta.out_ddr),
+                                     tile[stage_bank].lane0.eq(meta.lane0),
                                      tile[stage_bank].rows.eq(Mux(desc.pool, meta.th >> 1,
                                                                   meta.th)),
                                      tile[stage_bank].cols.eq(Mux(desc.pool, meta.tw >> 1,
@@ -308,8 +308,21 @@ class Engine(wiring.Component):
                      writer.dma_busy.eq(dma_writer.busy), writer_idle.eq(~writer.busy)]
         wiring.connect(m, writer.cmd, dma_writer.cmd)
         wiring.connect(m, writer.data, dma_writer.data)
+        self._write_port(m, writer, dma_writer)
         was_busy = Signal()
         m.d.sync += was_busy.eq(writer.busy)
         with m.If(was_busy & ~writer.busy):
             m.d.comb += written.eq(1)
             m.d.sync += write_bank.eq(~write_bank)
+
+    def _write_port(self, m, writer, dma_writer):
+        """The DMA writer's port, with the writer's byte strobes: a beat on `w` is the word
+        on the writer's `data` (the DMA writer passes it through), whose lanes outside the
+        tile must not be written (docs/engine.md, the writer)."""
+        port, dma = self.wr, dma_writer.mem
+        wiring.connect(m, wiring.flipped(port.aw), dma.aw)
+        wiring.connect(m, wiring.flipped(port.b), dma.b)
+        m.d.comb += [port.w.valid.eq(dma.w.valid), dma.w.ready.eq(port.w.ready),
+                     port.w.payload.data.eq(dma.w.payload.data),
+                     port.w.payload.last.eq(dma.w.payload.last),
+                     port.w.payload.strb.eq(dma.w.payload.strb & writer.strb)]

@@ -123,7 +123,7 @@ class LayerDescriptor(Descriptor):
     in_tile_row_bytes: int = _f(32)  # in_tile_row_step * in_row_bytes
     pad_top_bytes: int = _f(24)     # pad_top * in_row_bytes
     out_tile_row_bytes: int = _f(32)  # written rows per tile * out_row_bytes
-    out_block_bytes: int = _f(32)   # (Q / L) * out_plane_bytes: one output block of Q channels
+    out_block_bytes: int = _f(32)   # (Q // L) * out_plane_bytes: whole planes per output block
     in_addr: int = _f(32)
     out_addr: int = _f(32)
     weight_addr: int = _f(32)
