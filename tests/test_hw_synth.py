@@ -17,7 +17,7 @@ from fpgacnn.hw.pe_array import MacArray
 from fpgacnn.hw.synth import count_cells, planned_resources, synth_script, synthesize
 from fpgacnn.hw.verilog import TOP_NAME, verilog_text
 from fpgacnn.plan.bram import map_buffer_best
-from fpgacnn.plan.dsp import dsps_per_multiplier, engine_dsps
+from fpgacnn.plan.dsp import dsps_per_multiplier, engine_dsps, vector_dsps
 
 
 class MacsAndMemories(wiring.Component):
@@ -144,6 +144,21 @@ def test_planned_resources_follow_the_planner():
     # staging 32 x 72: 2 (UG473's 512x36 shape, four or two side by side)
     assert (planned.bram18, planned.bram36, planned.bram18_units) == (11, 0, 11)
     assert planned.lut is None and planned.ff is None
+
+
+def test_yosys_maps_the_vector_unit_as_planned():
+    from fpgacnn.hw.vector import VectorUnit
+
+    # two lanes, each a rescaler (32 x 32 signed: 2 x 2 slices) and a post-processing lane
+    # (4 + 2), and the walker's row address (12 x 24 bits: one slice)
+    config = HardwareConfig(tm=2, tn=2, tr=2, tc=2, ddr_width_bits=16, max_kernel=3,
+                            max_stride=2)
+    by_hand = 2 * (4 + 4 + 2) + 1
+    resources, cells = synthesize(VectorUnit(config), "DSP48E1")
+    assert resources.dsp == by_hand == vector_dsps(2, 32, "DSP48E1")
+    assert resources.bram18 == resources.bram36 == 0     # its FIFOs of 32 words: LUT RAM
+    accelerator = planned_resources(config, design="accelerator")
+    assert accelerator.dsp == planned_resources(config).dsp + by_hand
 
 
 def test_synth_command_json_on_the_memory_design(capsys, tmp_path):

@@ -7,7 +7,7 @@ from fpgacnn.config import HardwareConfig
 from fpgacnn.errors import UserError
 
 HELP = "synthesise the engine with yosys (synth_xilinx) and compare with the planner's estimate"
-DESIGNS = ("engine", "memcopy")
+DESIGNS = ("engine", "accelerator", "memcopy")
 ROWS = (("dsp", "DSP"), ("bram18", "RAMB18"), ("bram36", "RAMB36"),
         ("bram18_units", "BRAM (RAMB18 units)"), ("lut", "LUT"), ("ff", "FF"))
 
@@ -15,7 +15,8 @@ ROWS = (("dsp", "DSP"), ("bram18", "RAMB18"), ("bram36", "RAMB36"),
 def add_arguments(p):
     p.add_argument("--config", help="hardware configuration TOML (default: the built-in one)")
     p.add_argument("--design", choices=DESIGNS, default="engine",
-                   help="what to synthesise: the engine, or the memory-copy test design")
+                   help="what to synthesise: the engine, the accelerator (engine and vector "
+                        "unit), or the memory-copy test design")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -25,6 +26,9 @@ def build_design(name, config):
 
     if name == "memcopy":
         return SimTop(MemoryCopy.from_config(config))
+    if name == "accelerator":
+        from fpgacnn.hw.accelerator import accelerator_top
+        return accelerator_top(config)
     try:
         from fpgacnn.hw.verilog import engine_top
         return engine_top(config)
@@ -40,7 +44,7 @@ def synth_report(config, design="engine", progress=None):
 
     dsp_type = load_device(config.device).dsp_type
     measured, cells = synthesize(build_design(design, config), dsp_type, progress)
-    planned = planned_resources(config, dsp_type)
+    planned = planned_resources(config, dsp_type, design)
     yosys, plan = measured.to_dict(), planned.to_dict()
     return {
         "device": config.device,

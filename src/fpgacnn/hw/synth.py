@@ -103,16 +103,18 @@ def synthesize(component, dsp_type="DSP48E1", progress=None):
     return count_cells(cells), cells
 
 
-def planned_resources(config, dsp_type="DSP48E1"):
-    """The planner's figures for the engine of `config` as generated: DSPs and block RAMs.
+def planned_resources(config, dsp_type="DSP48E1", design="engine"):
+    """The planner's figures for `design` ("engine" or "accelerator") of `config` as
+    generated: DSPs and block RAMs.
 
     DSPs: the MAC array and the post-processing lanes (`fpgacnn.plan.dsp.engine_dsps`, none
-    when `config.post_multipliers` is False); block
+    when `config.post_multipliers` is False), and for the accelerator the vector unit's
+    (`vector_dsps`; its FIFOs of 32 words sit in LUT RAM, no block RAM); block
     RAM: each buffer on RAMB18 or RAMB36, whichever is cheaper (`fpgacnn.plan.bram`). The
     planner has no LUT or flip-flop model, so `lut` and `ff` are None.
     """
     from fpgacnn.plan.bram import engine_buffers, map_buffer_best
-    from fpgacnn.plan.dsp import engine_dsps
+    from fpgacnn.plan.dsp import engine_dsps, vector_dsps
 
     c = config
     mappings = [map_buffer_best(int(width), int(depth)) for width, depth in engine_buffers(
@@ -120,9 +122,11 @@ def planned_resources(config, dsp_type="DSP48E1"):
         c.max_stride).values()]
     def count(primitive):
         return sum(m.count for m in mappings if m.primitive == primitive)
-    return Resources(dsp=engine_dsps(c.tm, c.tn, c.act_bits, c.weight_bits, c.acc_bits,
-                                     dsp_type, post_multipliers=c.post_multipliers),
-                     bram18=count("ramb18"), bram36=count("ramb36"), lut=None, ff=None)
+    dsp = engine_dsps(c.tm, c.tn, c.act_bits, c.weight_bits, c.acc_bits, dsp_type,
+                      post_multipliers=c.post_multipliers)
+    if design == "accelerator":
+        dsp += vector_dsps(c.tn, c.acc_bits, dsp_type, post_multipliers=c.post_multipliers)
+    return Resources(dsp=dsp, bram18=count("ramb18"), bram36=count("ramb36"), lut=None, ff=None)
 
 
 def relative_difference(measured, planned):

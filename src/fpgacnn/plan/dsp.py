@@ -34,6 +34,8 @@ CASCADE_SHIFT = 17
 POST_PARAM_BITS = 32     # hw/postproc.py: bias, multiplier and shift words
 POST_SLOPE_BITS = 18     # hw/postproc.py: the activation slope register
 POST_CLAMP_BITS = 42     # hw/postproc.py CLAMP_BITS: y before the slope product
+RESCALE_BITS = 32        # hw/vec_rescale.py: operand and multiplier of the input rescaler
+WALKER_ROW_ADDRESS_BITS = (12, 24)   # hw/vec_walker.py: input row times row bytes
 
 
 def dsps_per_multiplier(a_bits: int, w_bits: int, dsp_type: str) -> int:
@@ -99,14 +101,33 @@ def engine_dsps(tm: int, tn: int, act_bits: int, weight_bits: int, acc_bits: int
     >>> engine_dsps(4, 4, 8, 8, 32, "DSP48E1", post_multipliers=False)
     8
     """
-    operand = max(acc_bits, POST_PARAM_BITS) + 1
-    lane = (dsps_per_multiplier(operand, POST_PARAM_BITS + 1, dsp_type)
-            + dsps_per_multiplier(POST_CLAMP_BITS, POST_SLOPE_BITS, dsp_type))
     if packs_two_macs(act_bits, weight_bits, dsp_type):
         macs = (tm + 1) // 2 * tn
     else:
         macs = tm * tn * dsps_per_multiplier(act_bits + 1, weight_bits, dsp_type)
-    return macs + tm * lane if post_multipliers else macs
+    return macs + tm * post_lane_dsps(acc_bits, dsp_type, post_multipliers)
+
+
+def post_lane_dsps(acc_bits: int, dsp_type: str, post_multipliers: bool = True) -> int:
+    """DSP slices of one post-processing lane (hw/postproc.py; see `engine_dsps`)."""
+    if not post_multipliers:
+        return 0
+    operand = max(acc_bits, POST_PARAM_BITS) + 1
+    return (dsps_per_multiplier(operand, POST_PARAM_BITS + 1, dsp_type)
+            + dsps_per_multiplier(POST_CLAMP_BITS, POST_SLOPE_BITS, dsp_type))
+
+
+def vector_dsps(tn: int, acc_bits: int, dsp_type: str, post_multipliers: bool = True) -> int:
+    """DSP slices of the vector unit (hw/vector.py): per lane (L = tn) the input rescaler's
+    int32 x int32 product (hw/vec_rescale.py) and a post-processing lane, and once the
+    walker's row address, a 12-bit input row times its 24-bit row length in bytes.
+
+    >>> vector_dsps(8, 32, "DSP48E1"), vector_dsps(8, 32, "DSP48E1", post_multipliers=False)
+    (81, 33)
+    """
+    rescale = dsps_per_multiplier(RESCALE_BITS, RESCALE_BITS, dsp_type)
+    walker = dsps_per_multiplier(*WALKER_ROW_ADDRESS_BITS, dsp_type)
+    return tn * (rescale + post_lane_dsps(acc_bits, dsp_type, post_multipliers)) + walker
 
 
 def dsps_for_array(macs: int, per_mac) -> int:
