@@ -70,10 +70,10 @@ def run_model(name, size, config):
         results.append(r)
         print(f"  {r.name:<28}{r.unit:<8}{r.cycles:>12,}{r.planned_cycles:>12,}"
               f"{r.mismatches:>8} wrong  {r.seconds:7.1f} s", flush=True)
-    summarize(results, macs, config)
+    summarize(results, macs, config, program.top)
 
 
-def summarize(results, macs, config):
+def summarize(results, macs, config, top):
     from fpgacnn.hw.synth import planned_resources
 
     cycles = sum(r.cycles for r in results)
@@ -83,12 +83,12 @@ def summarize(results, macs, config):
     seconds = cycles / (config.clock_mhz * 1e6)
     gops = 2 * total_macs / seconds / 1e9
     q_l = config.tm * config.tn
-    dsps = planned_resources(config).dsp
+    dsps = planned_resources(config, design=top).dsp
     print(f"  total {cycles:,} cycles ({engine_cycles:,} engine), planner {planned:,}: "
           f"{cycles / planned - 1:+.1%}; mismatches {sum(r.mismatches for r in results)}")
     print(f"  {total_macs / 1e9:.2f} GMAC, MAC utilization {total_macs / (q_l * cycles):.1%} "
           f"of {config.tm} x {config.tn}; {gops:.1f} GOPS at {config.clock_mhz:g} MHz with "
-          f"{dsps} DSP48E1 (engine, planned) vs Angel-Eye {ANGEL_EYE_GOPS:g} GOPS with "
+          f"{dsps} DSP48E1 ({top}, planned) vs Angel-Eye {ANGEL_EYE_GOPS:g} GOPS with "
           f"{ANGEL_EYE_DSPS}: {gops / ANGEL_EYE_GOPS:.2f}x; simulated in "
           f"{sum(r.seconds for r in results):.0f} s", flush=True)
 
