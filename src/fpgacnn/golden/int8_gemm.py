@@ -8,7 +8,7 @@ partial sums on CPUs without VNNI, `int_mm_is_exact()` first checks the kernel o
 that expose that saturation; when it fails the caller uses the float64 path instead.
 
 Convolutions are im2col + GEMM on channels-last int8 input, in blocks of output rows whose
-im2col matrix fits in cache; each block's int32 accumulators go to a `consume` callback
+im2col matrix stays in cache (L3); each block's int32 accumulators go to a `consume` callback
 (the fast path requantizes them there, while they are still in cache).
 """
 
@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from fpgacnn.golden import workers
 
 INT32_SAFE_TERMS = (1 << 31) // (128 * 128)
-BLOCK_BYTES = 1 << 21          # working set of a block: about one core's L2
+BLOCK_BYTES = 1 << 23          # a block's working set: past L2, but fewer blocks (less Python
+#                                and GIL hand-over) measured faster on two threads than 2 MB
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _FEW_ROWS = 64                 # up to this many rows, a linear layer streams its weights
 _weight_cache: dict[int, tuple] = {}   # id(w) -> (weakref to w, {kind: value})
