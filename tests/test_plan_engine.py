@@ -10,7 +10,8 @@ from fpgacnn.config import HardwareConfig
 from fpgacnn.ir import ops
 from fpgacnn.plan.bram import engine_buffers, map_buffer_best
 from fpgacnn.plan.dsp import engine_dsps
-from fpgacnn.plan.engine import ENGINE, Memory, compute_cycles, layer_cycles, plan_layers
+from fpgacnn.plan.engine import (ENGINE, Memory, block_planes, compute_cycles, layer_cycles,
+                                 plan_layers)
 from fpgacnn.plan.resources import MacArrayResources
 from fpgacnn.plan.workload import Layer, layer_from_op, layers_from_graph, zhang_alexnet
 
@@ -126,7 +127,9 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
                 reads = loads - n_blocks * (t.load + lat)
                 # the port's work: loads, written words, the writer's per-row costs when idle
                 port += loads + sent + (send - sent) * max(send - reads, 0) // max(send, 1)
-                lines = ceil(min(tm, layer.m - mb * tm) / tn) * (rr // p)
+                # the planes of L channels block mb touches, up to the layer's last
+                first, end = mb * tm // tn, min((mb * tm + tm - 1) // tn, ceil(layer.m / tn) - 1)
+                lines = (end - first + 1) * (rr // p)
                 written = beats((cc // p) * row_bytes)
                 sent = lines * data(written)
                 send = sent + lines * t.write_row
@@ -276,3 +279,23 @@ def test_vgg16_layers_as_simulated_on_the_zc706_engine(cin, cout, size, simulate
     layer = layer_from_op("c", ops.Conv2d(cin, cout, 3, padding=1), (1, cin, size, size))
     planned, _ = layer_cycles(layer, Memory.of(ZC706), ZC706.tm, ZC706.tn, ZC706.tr, ZC706.tc)
     assert abs(int(planned) - simulated) <= tolerance
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 64), st.integers(1, 32))
+def test_block_planes_are_the_planes_each_block_touches(m, tm, tn):
+    """Oracle: the plane (c // L) of every channel a block writes; the last block stops at
+    the layer's last plane. Blocks of Q = tm channels need not start at lane 0."""
+    from fpgacnn.plan.engine import block_planes
+
+    end = -(-m // tn) * tn
+    sizes = [len({c // tn for c in range(m0, min(m0 + tm, end))}) for m0 in range(0, m, tm)]
+    planes, extra, last = (int(v) for v in block_planes(m, tm, tn))
+    assert sizes[-1] == last
+    assert sorted(sizes[:-1]) == [planes] * (len(sizes) - 1 - extra) + [planes + 1] * extra
+    if tm % tn == 0:
+        assert (planes, extra) == (tm // tn, 0)
+    designs = np.array([tm, tm + 1, 2 * tm]), np.array([tn, tn, tn + 3])
+    for i, (a, b) in enumerate(zip(*designs)):
+        assert [int(v[i]) for v in block_planes(m, *designs)] == \
+            [int(v) for v in block_planes(m, int(a), int(b))]

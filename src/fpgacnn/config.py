@@ -10,6 +10,7 @@ the Amaranth generator read the same object. No hardware constant is written any
 """
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -86,8 +87,12 @@ class HardwareConfig:
             problems.append(f"tn * act_bits = {self.tn * self.act_bits} must equal "
                             f"ddr_width_bits = {self.ddr_width_bits} (one feature row per "
                             f"memory word)")
-        if self.tm % self.tn:
-            problems.append(f"tm = {self.tm} must be a multiple of tn = {self.tn}")
+        shared_lanes = math.gcd(self.tm, self.tn) * self.act_bits
+        if self.tm % self.tn and shared_lanes % 8:
+            problems.append(f"gcd(tm, tn) * act_bits = {shared_lanes} must be a multiple of 8 "
+                            f"when tm = {self.tm} is not a multiple of tn = {self.tn} (output "
+                            f"tiles share channel planes; the writer keeps the other tile's "
+                            f"lanes by byte strobes)")
         if (self.tm * self.weight_bits) % self.act_bits:
             problems.append(f"tm * weight_bits = {self.tm * self.weight_bits} must be a "
                             f"multiple of act_bits = {self.act_bits} (whole weight rows per "

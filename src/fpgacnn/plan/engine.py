@@ -171,38 +171,62 @@ def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc, timing: Timing = ENG
     rows = _extents(layer.rows, layer.r, tr, layer.in_h, _window(layer.sh, layer.kh, layer.dh))
     cols = _extents(layer.cols, layer.c, tc, layer.in_w, _window(layer.sw, layer.kw, layer.dw))
     blocks = -(-layer.m // tm)
-    m_last = layer.m - (blocks - 1) * tm
+    planes, extra, last_planes = block_planes(layer.m, tm, tn)
     overhead = timing.load + mem.latency            # a load's cycles without read data
     chain, port, traffic = 0, 0, 0
     for i, (rr, nr, lh) in enumerate(rows):
         for j, (cc, nc, lw) in enumerate(cols):
             beats, load, load_p = _step_loads(mem, timing, lh, lw, w_beats, p_beats, row_bytes)
             comp = rr * cc * k + timing.step
-            store, *own = _store(mem, timing, layer, rr, cc, tm, tn, row_bytes)
-            previous = _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn,
+            store, *own = _store(mem, timing, layer, rr, cc, planes, row_bytes)
+            store_hi, *own_hi = _store(mem, timing, layer, rr, cc, planes + 1, row_bytes)
+            previous = _previous_send(mem, timing, layer, rows, cols, i, j, last_planes,
                                       row_bytes)
             before = _previous_last_compute(rows, cols, i, j, k, timing)
-            chain = chain + nr * nc * _tile_chain(load, load_p, comp, in_blocks, blocks, before,
-                                                  (previous[1], own[1]), overhead, timing)
+            chain = chain + nr * nc * _tile_chain(load, load_p, comp, in_blocks, (blocks, extra),
+                                                  before, (previous[1], own[1], own_hi[1]),
+                                                  overhead, timing)
             loads = (in_blocks - 1) * load + load_p
             reads = loads - in_blocks * overhead        # cycles with read data
             port = port + nr * nc * (_port(loads, reads, previous)
-                                     + (blocks - 1) * _port(loads, reads, own))
-            stores = (blocks - 1) * store + _store(mem, timing, layer, rr, cc, m_last, tn,
-                                                   row_bytes)[0]
+                                     + (blocks - 1 - extra) * _port(loads, reads, own)
+                                     + extra * _port(loads, reads, own_hi))
+            stores = ((blocks - 1 - extra) * store + extra * store_hi
+                      + _store(mem, timing, layer, rr, cc, last_planes, row_bytes)[0])
             traffic = traffic + nr * nc * (blocks * (in_blocks * beats + p_beats) + stores)
     chain = chain + rows[2][0] * cols[2][0] * k + timing.step + timing.drain    # the last
-    cycles = np.maximum(chain, port) + _ends(layer, mem, timing, rows, cols, m_last, tn,
+    cycles = np.maximum(chain, port) + _ends(layer, mem, timing, rows, cols, last_planes,
                                              row_bytes)
     passes = layer.groups * layer.batch
     return passes * cycles, passes * (traffic * mem.word_bytes + timing.descriptor_bytes)
 
 
-def _store(mem, timing, layer, rr, cc, mm, tn, row_bytes):
-    """Words written for one output block, the cycles the writer sends them in alone, and
-    the cycles of those with a word on the port (the rest are its per-row costs)."""
+def block_planes(m: int, tm, tn):
+    """Planes of L = `tn` channels that the output blocks of Q = `tm` channels write, one
+    DMA command per plane and row (docs/engine.md, the writer): (planes of a block that
+    starts at lane 0, how many of the first B - 1 blocks write one plane more, planes of
+    the last block, which stops at the layer's last plane). Block k starts at channel k Q;
+    over the first n blocks the planes sum to n + floor((n Q - 1) / L) - floor((n - 1) g / L)
+    with g = gcd(Q, L) (docs/planning.md). Arrays of designs broadcast.
+
+    >>> [int(v) for v in block_planes(20, 12, 8)]     # planes 0-1, then 1-2
+    [2, 0, 2]
+    >>> [int(v) for v in block_planes(12, 3, 4)]      # planes 0, 0-1, 1-2, then 2
+    [1, 2, 1]
+    """
+    tm, tn = np.asarray(tm, dtype=np.int64), np.asarray(tn, dtype=np.int64)
+    n = -(-m // tm) - 1
+    at_lane_0 = -(-tm // tn)
+    first_n = n + (n * tm - 1) // tn - (n - 1) * np.gcd(tm, tn) // tn
+    return at_lane_0, first_n - n * at_lane_0, -(-m // tn) - n * tm // tn
+
+
+def _store(mem, timing, layer, rr, cc, planes, row_bytes):
+    """Words written for one output block of `planes` planes, the cycles the writer sends
+    them in alone, and the cycles of those with a word on the port (the rest are its per-row
+    costs)."""
     pool = layer.pool
-    lines = -(-mm // tn) * (rr // pool)             # one DMA command per row of L channels
+    lines = planes * (rr // pool)                   # one DMA command per row and plane
     words = mem.beats((cc // pool) * row_bytes)
     data = lines * mem.data_cycles(words)
     return lines * words, data + lines * timing.write_row, data
@@ -211,17 +235,21 @@ def _store(mem, timing, layer, rr, cc, mm, tn, row_bytes):
 def _tile_chain(load, load_p, comp, in_blocks, blocks, before, written, overhead, timing):
     """What a tile adds to the chain of steps: the loader starts a step's load when the step
     before starts computing (two banks), so each step adds the longer of its load and the
-    compute before it (docs/planning.md). `before`: the previous tile's last compute (0 before
-    the first tile); `written` = (the previous tile's, this tile's) written words of an output
-    block, which stretch the next block's first load: the memory alternates them with its
-    reads, at most one for each."""
+    compute before it (docs/planning.md). `blocks` = (output blocks, how many of the first
+    B - 1 write one plane more); `before`: the previous tile's last compute (0 before the
+    first tile); `written` = the written words of the previous tile's last output block and
+    of this tile's blocks (of the usual planes, of one more), which stretch the next block's
+    first load: the memory alternates them with its reads, at most one for each."""
+    blocks, extra = blocks
     first = np.where(in_blocks == 1, load_p, load)      # an output block's first load
-    after_previous, after_own = (first + np.minimum(words, first - overhead)
-                                 for words in written)
+    after_previous, after_own, after_more = (first + np.minimum(words, first - overhead)
+                                             for words in written)
     inner = np.where(in_blocks == 1, 0, (in_blocks - 2) * np.maximum(comp, load)
                      + np.maximum(comp, load_p))
+    switch = comp + timing.drain
     return (np.maximum(before, after_previous)
-            + (blocks - 1) * np.maximum(comp + timing.drain, after_own) + blocks * inner)
+            + (blocks - 1 - extra) * np.maximum(switch, after_own)
+            + extra * np.maximum(switch, after_more) + blocks * inner)
 
 
 def _port(loads, reads, write):
@@ -251,20 +279,20 @@ def _previous_last_compute(rows, cols, i, j, k, timing):
     return previous[0] * previous[1] * k + timing.step + timing.drain
 
 
-def _previous_send(mem, timing, layer, rows, cols, i, j, m_last, tn, row_bytes):
+def _previous_send(mem, timing, layer, rows, cols, i, j, last_planes, row_bytes):
     """(send, data) cycles of the write-back that runs while tile class (i, j)'s first output
     block computes: the previous tile's last block's."""
     previous = _previous_tile(rows, cols, i, j)
     if previous is None:
         return 0, 0
-    return _store(mem, timing, layer, *previous, m_last, tn, row_bytes)[1:]
+    return _store(mem, timing, layer, *previous, last_planes, row_bytes)[1:]
 
 
-def _ends(layer, mem, timing, rows, cols, m_last, tn, row_bytes):
+def _ends(layer, mem, timing, rows, cols, last_planes, row_bytes):
     """What the steps leave out: the descriptor fetch before them; the last write-back and
     its response latency after them."""
     fetch = timing.fetch + mem.latency + mem.data_cycles(mem.beats(timing.descriptor_bytes))
-    write = _store(mem, timing, layer, rows[2][0], cols[2][0], m_last, tn, row_bytes)[1]
+    write = _store(mem, timing, layer, rows[2][0], cols[2][0], last_planes, row_bytes)[1]
     return fetch + write + mem.latency + timing.write_end
 
 
