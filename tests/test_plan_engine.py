@@ -128,8 +128,9 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
                 # the port's work: loads, written words, the writer's per-row costs when idle
                 port += loads + sent + (send - sent) * max(send - reads, 0) // max(send, 1)
                 # the planes of L channels block mb touches, up to the layer's last
-                first, end = mb * tm // tn, min((mb * tm + tm - 1) // tn, ceil(layer.m / tn) - 1)
-                lines = (end - first + 1) * (rr // p)
+                top = mb * tm // tn
+                bottom = min((mb * tm + tm - 1) // tn, ceil(layer.m / tn) - 1)
+                lines = (bottom - top + 1) * (rr // p)
                 written = beats((cc // p) * row_bytes)
                 sent = lines * data(written)
                 send = sent + lines * t.write_row
