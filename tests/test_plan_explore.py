@@ -170,10 +170,14 @@ def rtl_builds(cfg) -> bool:
     """The engine's structure stated by hand (docs/engine.md), the oracle for what the
     explorer may propose: a memory word holds one feature row of tn activations; a Q x L
     weight row and a channel block's parameters (four int32 per channel) are whole words;
-    Q is a multiple of L; kernel and stride fit the descriptor's 4- and 3-bit fields; the
-    post-processing datapath takes at most 16-bit activations and weights."""
+    every output block (Q channels) starts on a byte of its channel plane's words (the writer
+    keeps the lanes of the block before it by byte strobes); kernel and stride fit the
+    descriptor's 4- and 3-bit fields; the post-processing datapath takes at most 16-bit
+    activations and weights."""
     word = cfg.ddr_width_bits
-    return (cfg.tn * cfg.act_bits == word and cfg.tm % cfg.tn == 0
+    block_starts = {k * cfg.tm % cfg.tn for k in range(cfg.tn)}
+    return (cfg.tn * cfg.act_bits == word
+            and all(lane * cfg.act_bits % 8 == 0 for lane in block_starts)
             and (cfg.tm * cfg.tn * cfg.weight_bits) % word == 0
             and (cfg.tm * 4 * 32) % word == 0
             and cfg.max_kernel < 16 and cfg.max_stride < 8
@@ -181,8 +185,9 @@ def rtl_builds(cfg) -> bool:
 
 
 def buildable_brute_force(layers, cfg, model, max_dsp, max_bram):
-    """Every (tm, tn) the RTL engine can build (`rtl_builds`), with every candidate
-    row tile (the same Tr space as `brute_force`), one at a time."""
+    """Every (tm, tn) the RTL engine can build (`rtl_builds`) with tm a multiple of tn (the
+    explorer's buildable space), with every candidate row tile (the same Tr space as
+    `brute_force`), one at a time."""
     mem = Memory.of(cfg)
     dsp_of, bram_of = costs(model, mem)
     kmax = max(l.kh for l in layers)
@@ -190,7 +195,8 @@ def buildable_brute_force(layers, cfg, model, max_dsp, max_bram):
     designs = []
     rows = tile_candidates([l.r for l in layers] + [l.c for l in layers])
     for tm, tn, tr in product(range(1, 33), range(1, 17), (int(t) for t in rows)):
-        if not rtl_builds(cfg.with_(tm=tm, tn=tn, max_kernel=kmax, max_stride=smax)):
+        if tm % tn or not rtl_builds(cfg.with_(tm=tm, tn=tn, max_kernel=kmax,
+                                                max_stride=smax)):
             continue
         dsp = dsp_of(tm, tn)
         bram = bram_of(mem, tm, tn, tr, kmax, smax)
@@ -249,11 +255,15 @@ def test_check_config_raises_every_engine_problem():
     from fpgacnn.hw.program import check_config
 
     check_config(HardwareConfig())
-    bad = HardwareConfig(tm=12, tn=8, max_kernel=16)
+    check_config(HardwareConfig(tm=12, tn=8))     # blocks start on lanes 0 and 4: bytes
+    # 4-bit lanes: a block of 5 channels starts on lanes 1, 2, 3 of 4, inside a byte
+    bad = HardwareConfig(tm=5, tn=4, act_bits=4, weight_bits=4, ddr_width_bits=16,
+                         max_kernel=16)
     with pytest.raises(UserError) as e:
         check_config(bad)
     message = str(e.value)
-    assert "tm = 12 must be a multiple of tn = 8" in message and "max_kernel = 16" in message
+    assert "gcd(tm, tn) * act_bits = 4 must be a multiple of 8" in message
+    assert "max_kernel = 16" in message
     assert "\n" not in message
 
 

@@ -101,7 +101,8 @@ def _buildable_pairs(tm, tn, config: HardwareConfig, fixed):
     The engine reads one feature row per memory word, so Tn = ddr_width_bits / act_bits.
     For Tm every multiple of Tn up to the largest candidate: at equal chunk counts a larger
     Tm can still be faster (a narrower last output block writes back sooner), so no multiple
-    may be skipped.
+    may be skipped. The engine also builds Tm that are not multiples of Tn (output blocks
+    sharing channel planes, e.g. 48 x 32); the explorer leaves them to `--set`.
     """
     if "tn" not in fixed:
         tn = np.array([config.ddr_width_bits // config.act_bits], dtype=np.int64)
