@@ -27,9 +27,9 @@ NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 SLOPE_MAX = (1 << 17) - 1
 
 
-def simulate(accs, bias, mult, shift, slope, ctrl, pool=False):
+def simulate(accs, bias, mult, shift, slope, ctrl, pool=False, config=CONFIG):
     """Feed `accs` (cycles x Q) one row per cycle; return the outputs (rows x Q)."""
-    dut = PostProcessor(CONFIG)
+    dut = PostProcessor(config)
     outputs = []
 
     async def bench(ctx):

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from amaranth.sim import Simulator
 from hypothesis import Phase, given, settings, strategies as st
 from torch import nn
 
@@ -19,11 +18,11 @@ from fpgacnn.golden import quantize_input
 from fpgacnn.golden.arith import ROUNDINGS
 from fpgacnn.golden.requant import finish, requantize
 from fpgacnn.hw.compiler import compile_network
-from fpgacnn.hw.postproc import LATENCY, PostProcessor
 from fpgacnn.hw.program import MODES
 from fpgacnn.ir import ops
 from fpgacnn.quant import QuantConfig, quantize
 from fpgacnn.quant.model import QLayer, Requant, TensorFormat
+from test_hw_postproc import simulate
 
 Q = 4
 LANES = HardwareConfig(tm=Q, tn=4, ddr_width_bits=32, post_multipliers=False)
@@ -36,31 +35,7 @@ POW2 = QuantConfig(scheme="pow2", bits=8, rounding="half_even")
 
 def simulate_lanes(accs, bias, shift, ctrl):
     """Feed `accs` (cycles x Q) one row per cycle to shift-only lanes; the outputs."""
-    dut = PostProcessor(LANES)
-    outputs = []
-
-    async def bench(ctx):
-        for lane in range(Q):
-            ctx.set(dut.bias[lane], int(bias[lane]))
-            ctx.set(dut.shift[lane], int(shift[lane]))
-            ctx.set(dut.multiplier[lane], 1)
-        for name, value in ctrl.items():
-            ctx.set(getattr(dut, name), value)
-        ctx.set(dut.pool_first, 1)
-        ctx.set(dut.pool_last, 1)
-        for i in range(len(accs) + LATENCY + 2):
-            ctx.set(dut.valid, i < len(accs))
-            for lane in range(Q):
-                ctx.set(dut.acc[lane], int(accs[i][lane]) if i < len(accs) else 0)
-            await ctx.tick()
-            if ctx.get(dut.out_valid):
-                outputs.append([ctx.get(dut.out[lane]) for lane in range(Q)])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return np.array(outputs, dtype=np.int64)
+    return simulate(accs, bias, [1] * Q, shift, [0] * Q, ctrl, config=LANES)
 
 
 def golden_lanes(accs, bias, shift, rounding, act, out_zero, lo, hi):
