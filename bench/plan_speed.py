@@ -78,7 +78,7 @@ def peer_cycles(layer, cfg, bpc, tm, tn, tr, t=ENGINE):
     # the computes end at the first load, then for each later step the longer of its load
     # and the compute before it (two banks: a load starts when the compute before starts),
     # then the last compute; the pass also takes at least the port's work
-    chain, port, send, sent, before = 0, 0, 0, 0, 0
+    chain, port, send, sent, sent2, before = 0, 0, 0, 0, 0, 0
     for rr, lh in rows:
         for cc, lw in cols:
             row_beats = beats(lw * row_bytes)
@@ -90,19 +90,27 @@ def peer_cycles(layer, cfg, bpc, tm, tn, tr, t=ENGINE):
                                         rows_issue + issue(1, w_beats) + data(p_beats))
             comp = rr * cc * k + t.step
             first = load_p if n_blocks == 1 else load
-            inner = 0 if n_blocks == 1 else (n_blocks - 2) * max(comp, load) + max(comp, load_p)
+            second = load_p if n_blocks == 2 else load
+            tail = (n_blocks - 3) * max(comp, load) + max(comp, load_p) if n_blocks > 2 else 0
             loads = (n_blocks - 1) * load + load_p
             reads = loads - n_blocks * (t.load + lat)
             for mb in range(m_blocks):
-                # the previous block's write-back alternates with this block's first load;
-                # its per-row costs idle the port where no read overlaps them
-                chain += max(before, first + min(sent, first - t.load - lat)) + inner
+                # a block's write-back starts with the next block's first compute and
+                # alternates with the load of the step after it: this block's second (the
+                # previous block's words), or with one step a block, its only load (the words
+                # of the block before the previous); its per-row costs idle the port where no
+                # read overlaps them
+                if n_blocks == 1:
+                    chain += max(before, first + min(sent2, first - t.load - lat))
+                else:
+                    chain += (max(before, first)
+                              + max(comp, second + min(sent, second - t.load - lat)) + tail)
                 before = comp + t.drain
                 port += loads + sent + (send - sent) * max(send - reads, 0) // max(send, 1)
                 top = mb * tm // tn                 # the planes this block writes
                 bottom = min((mb * tm + tm - 1) // tn, ceil(layer.m / tn) - 1)
                 lines = (bottom - top + 1) * (rr // p)
-                sent = lines * data(beats((cc // p) * row_bytes))
+                sent2, sent = sent, lines * data(beats((cc // p) * row_bytes))
                 send = sent + lines * t.write_row
     fetch = t.fetch + lat + data(beats(t.descriptor_bytes))
     total = fetch + max(chain + before, port) + send + lat + t.write_end

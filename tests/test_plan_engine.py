@@ -106,6 +106,7 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
     n_blocks, m_blocks = ceil(layer.n / tn), ceil(layer.m / tm)
     traffic, send, sent, port = 0, 0, 0, 0
     banks = TwoBanks()
+    landing, index = {}, 0      # step index -> words written while that step's load runs
     for rr, lh in rows:
         for cc, lw in cols:
             row_beats = beats(lw * row_bytes)
@@ -119,10 +120,13 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
             for mb in range(m_blocks):
                 for nb in range(n_blocks):
                     last = nb == n_blocks - 1
-                    # a block's first load alternates its words with the previous write-back's
+                    # a block's write-back starts when the next block's first compute does,
+                    # with the load of the step after it: that load alternates its words
+                    # with the written ones
                     cost = load_p if last else load
-                    shared = min(sent, cost - t.load - lat) if nb == 0 else 0
+                    shared = min(landing.pop(index, 0), cost - t.load - lat)
                     banks.step(cost + shared, comp + (t.drain if last else 0))
+                    index += 1
                 loads = (n_blocks - 1) * load + load_p
                 reads = loads - n_blocks * (t.load + lat)
                 # the port's work: loads, written words, the writer's per-row costs when idle
@@ -134,6 +138,7 @@ def naive_cycles(layer, mem, tm, tn, tr, tc, t=ENGINE):
                 written = beats((cc // p) * row_bytes)
                 sent = lines * data(written)
                 send = sent + lines * t.write_row
+                landing[index + 1] = sent
                 traffic += n_blocks * words + p_beats + lines * written
     fetch = t.fetch + lat + data(beats(t.descriptor_bytes))
     total = fetch + max(banks.end, port) + send + lat + t.write_end

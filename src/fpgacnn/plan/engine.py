@@ -183,9 +183,19 @@ def layer_cycles(layer: Layer, mem: Memory, tm, tn, tr, tc, timing: Timing = ENG
             previous = _previous_send(mem, timing, layer, rows, cols, i, j, last_planes,
                                       row_bytes)
             before = _previous_last_compute(rows, cols, i, j, k, timing)
-            chain = chain + nr * nc * _tile_chain(load, load_p, comp, in_blocks, (blocks, extra),
-                                                  before, (previous[1], own[1], own_hi[1]),
-                                                  overhead, timing)
+            # the block before the previous tile's last: the write-back in flight while a
+            # tile's first load runs when every block is one step
+            penult = _is_extra(layer.m, tm, tn, blocks - 2)
+            second_last = _previous_send(mem, timing, layer, rows, cols, i, j, planes + penult,
+                                         row_bytes)[1]
+            single = sum(count * _opening(load, load_p, in_blocks, before, words, overhead)
+                         for count, words in _two_back(mem, timing, layer, rows, cols, i, j,
+                                                       last_planes, row_bytes))
+            opening = np.where(blocks == 1, single, nr * nc * _opening(
+                load, load_p, in_blocks, before, second_last, overhead))
+            chain = chain + opening + nr * nc * _tile_chain(
+                load, load_p, comp, in_blocks, (blocks, extra, penult),
+                (previous[1], own[1], own_hi[1]), overhead, timing)
             loads = (in_blocks - 1) * load + load_p
             reads = loads - in_blocks * overhead        # cycles with read data
             port = port + nr * nc * (_port(loads, reads, previous)
@@ -232,24 +242,51 @@ def _store(mem, timing, layer, rr, cc, planes, row_bytes):
     return lines * words, data + lines * timing.write_row, data
 
 
-def _tile_chain(load, load_p, comp, in_blocks, blocks, before, written, overhead, timing):
-    """What a tile adds to the chain of steps: the loader starts a step's load when the step
-    before starts computing (two banks), so each step adds the longer of its load and the
-    compute before it (docs/planning.md). `blocks` = (output blocks, how many of the first
-    B - 1 write one plane more); `before`: the previous tile's last compute (0 before the
-    first tile); `written` = the written words of the previous tile's last output block and
-    of this tile's blocks (of the usual planes, of one more), which stretch the next block's
-    first load: the memory alternates them with its reads, at most one for each."""
-    blocks, extra = blocks
-    first = np.where(in_blocks == 1, load_p, load)      # an output block's first load
-    after_previous, after_own, after_more = (first + np.minimum(words, first - overhead)
-                                             for words in written)
-    inner = np.where(in_blocks == 1, 0, (in_blocks - 2) * np.maximum(comp, load)
-                     + np.maximum(comp, load_p))
+def _stretched(load, words, overhead):
+    """A load while `words` are written: the memory alternates them with its read words, at
+    most one for each."""
+    return load + np.minimum(words, load - overhead)
+
+
+def _opening(load, load_p, in_blocks, before, words, overhead):
+    """A tile's first pair: the previous tile's last compute (`before`) and this tile's first
+    load, which `words` stretch when every block is one step (0 before the first tile)."""
+    first = np.where(in_blocks == 1, _stretched(load_p, words, overhead), load)
+    return np.maximum(before, first)
+
+
+def _tile_chain(load, load_p, comp, in_blocks, blocks, written, overhead, timing):
+    """What a tile adds to the chain of steps after its first load (`_opening`): the loader
+    starts a step's load when the step before starts computing (two banks), so each step adds
+    the longer of its load and the compute before it (docs/planning.md). `blocks` = (output
+    blocks, how many of the first B - 1 write one plane more, whether block B - 2 does);
+    `written` = the written words of the previous tile's last output block and of this tile's
+    blocks (of the usual planes, of one more). A block's write-back starts when the next
+    block's first compute does, with the load of the step after it (that block's second, or
+    with one step a block, the next block's): the memory alternates the written words with
+    that load's reads, at most one for each."""
+    blocks, extra, penult = blocks
+    previous, own, more = written
+    one = in_blocks == 1
+    # one step a block: block b's load is stretched by block b - 2's write-back; the last
+    # block of the previous tile for b = 1, this tile's first B - 2 blocks for b >= 2
     switch = comp + timing.drain
-    return (np.maximum(before, after_previous)
-            + (blocks - 1 - extra) * np.maximum(switch, after_own)
-            + extra * np.maximum(switch, after_more) + blocks * inner)
+    alone = np.maximum(blocks - 2, 0)
+    more_1 = np.where(blocks >= 2, extra - penult, 0)
+    single = (np.where(blocks >= 2, np.maximum(switch, _stretched(load_p, previous, overhead)), 0)
+              + (alone - more_1) * np.maximum(switch, _stretched(load_p, own, overhead))
+              + more_1 * np.maximum(switch, _stretched(load_p, more, overhead)))
+    # several: a block's second load is stretched by the block before's write-back
+    second = np.where(in_blocks == 2, load_p, load)
+    tail = np.where(in_blocks >= 3, (in_blocks - 3) * np.maximum(comp, load)
+                    + np.maximum(comp, load_p), 0)
+
+    def inner(words):
+        return np.maximum(comp, _stretched(second, words, overhead)) + tail
+
+    several = ((blocks - 1) * np.maximum(switch, load) + inner(previous)
+               + (blocks - 1 - extra) * inner(own) + extra * inner(more))
+    return np.where(one, single, several)
 
 
 def _port(loads, reads, write):
@@ -286,6 +323,41 @@ def _previous_send(mem, timing, layer, rows, cols, i, j, last_planes, row_bytes)
     if previous is None:
         return 0, 0
     return _store(mem, timing, layer, *previous, last_planes, row_bytes)[1:]
+
+
+def _is_extra(m: int, tm, tn, block):
+    """1 where output block `block` (one of the first B - 1) writes one plane more than a
+    block that starts at lane 0, else 0 (also for a negative `block`)."""
+    tm, tn = np.asarray(tm, dtype=np.int64), np.asarray(tn, dtype=np.int64)
+    start = np.maximum(block, 0) * tm
+    planes = (start + tm - 1) // tn - start // tn + 1
+    return ((block >= 0) & (planes > -(-tm // tn))).astype(np.int64)
+
+
+def _two_back(mem, timing, layer, rows, cols, i, j, last_planes, row_bytes):
+    """[(tiles, words)]: the tiles of class (i, j), by the words the tile two before each
+    writes (its last block: the write-back in flight during a tile's first load when each
+    tile is one step; 0 words when there is none). Raster order: two columns back in the
+    same band, or the previous band's last tile (column 1), or its last but one (column 0;
+    with one column a tile, the band before it)."""
+    nr, nc = rows[i][1], cols[j][1]
+    nrows = rows[0][1] + rows[1][1] + rows[2][1]
+    ncols = cols[0][1] + cols[1][1] + cols[2][1]
+
+    def words(rr, cc):
+        return _store(mem, timing, layer, rr, cc, last_planes, row_bytes)[2]
+
+    full = words(rows[0][0], cols[0][0])
+    same_band = words(rows[i][0], cols[0][0])
+    band_end = 0 if i == 0 else words(rows[0][0], cols[2][0])      # from column 1
+    if j == 0:
+        if i == 0:
+            return [(nr * nc, 0)]
+        none = (ncols == 1) * (np.minimum(nr, 1) if i == 1 else nr * (nrows <= 2))
+        return [(none, 0), (nr * nc - none, full)]
+    if j == 1:
+        return [(nr * np.minimum(nc, 1), band_end), (nr * np.maximum(nc - 1, 0), same_band)]
+    return [(nr * nc, np.where(ncols >= 3, same_band, band_end))]
 
 
 def _ends(layer, mem, timing, rows, cols, last_planes, row_bytes):
