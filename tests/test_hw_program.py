@@ -58,6 +58,7 @@ def test_packed_bits_decode_field_by_field_in_amaranth():
         decoded = data.Const(layout, from_words)
         for f in fields(LayerDescriptor):
             assert getattr(decoded, f.name) == getattr(d, f.name), f.name
+        assert LayerDescriptor.from_bytes(d.to_bytes()) == d     # the host's decode
 
 
 def test_descriptor_size_and_stride():

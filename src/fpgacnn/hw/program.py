@@ -80,6 +80,17 @@ class Descriptor:
     def to_bytes(self) -> bytes:
         return self.to_int().to_bytes(self.words() * WORD_BITS // 8, "little")
 
+    @classmethod
+    def from_bytes(cls, blob: bytes):
+        """The descriptor `to_bytes` wrote (the first `words()` words of `blob`)."""
+        value, values = int.from_bytes(blob[:cls.words() * WORD_BITS // 8], "little"), {}
+        for f in fields(cls):
+            bits = f.metadata["bits"]
+            raw, value = value & ((1 << bits) - 1), value >> bits
+            negative = f.metadata["signed"] and raw >> (bits - 1)
+            values[f.name] = raw - (1 << bits) if negative else raw
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class LayerDescriptor(Descriptor):

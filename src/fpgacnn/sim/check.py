@@ -71,18 +71,10 @@ def planned_cycles(qmodel, config, step, program=None) -> int:
 
 def vector_descriptor(program, step):
     """The VectorDescriptor of a vector step, decoded from the program's image."""
-    from dataclasses import fields
-
     from fpgacnn.hw.vector_program import VECTOR_STRIDE, VectorDescriptor
 
-    blob = program.image[step.descriptor:step.descriptor + VECTOR_STRIDE]
-    value, values = int.from_bytes(blob, "little"), {}
-    for f in fields(VectorDescriptor):
-        bits = f.metadata["bits"]
-        raw, value = value & ((1 << bits) - 1), value >> bits
-        values[f.name] = raw - (1 << bits) if f.metadata["signed"] and raw >> (bits - 1) \
-            else raw
-    return VectorDescriptor(**values)
+    return VectorDescriptor.from_bytes(
+        program.image[step.descriptor:step.descriptor + VECTOR_STRIDE])
 
 
 def first_difference(got, want):
