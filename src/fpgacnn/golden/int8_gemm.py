@@ -3,7 +3,8 @@
 Inputs of at most 8 bits are moved into int8 by an offset o (128 for unsigned, 0 for signed):
 sum (x - zp) * w = sum (x - o) * w + (o - zp) * sum w, and padding holds zp - o, so every window
 has the same correction per output channel. The product runs in `torch._int_mm`, whose int32
-sums are exact while K * 128 * 128 < 2**31 (checked). Because some int8 kernels saturate int16
+sums are exact while K * 128 * 128 < 2**31 (checked), or for a few rows of a linear layer in
+the C++ kernel of `fpgacnn.golden.gemv` (exact in the same range), where it is available. Because some int8 kernels saturate int16
 partial sums on CPUs without VNNI, `int_mm_is_exact()` first checks the kernel on the inputs
 that expose that saturation; when it fails the caller uses the float64 path instead.
 
@@ -21,13 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fpgacnn.golden import workers
+from fpgacnn.golden import gemv, workers
 
 INT32_SAFE_TERMS = (1 << 31) // (128 * 128)
 BLOCK_BYTES = 1 << 23          # a block's working set: past L2, but fewer blocks (less Python
 #                                and GIL hand-over) measured faster on two threads than 2 MB
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _FEW_ROWS = 64                 # up to this many rows, a linear layer streams its weights
+_GEMV_ROWS = 16                # up to this many, through gemv's kernel (faster than _int_mm)
+_GEMV_PART_BYTES = 1 << 20     # weights per worker, at least: a hand-over costs about as
+#                                much time as streaming 1 MB
 _weight_cache: dict[int, tuple] = {}   # id(w) -> (weakref to w, {kind: value})
 
 
@@ -135,6 +139,8 @@ def linear_blocks(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Cons
     """
     n, k = x.shape
     k8, o8 = wm.matrix.shape
+    if n <= _GEMV_ROWS and gemv.available():
+        return _gemv_rows(x, wm, outputs, consume)
     if n <= _FEW_ROWS and o8 >= 3 * 8:
         return _few_rows(x, wm, outputs, consume)
     block = max(1, min(n, BLOCK_BYTES // k8))
@@ -145,6 +151,29 @@ def linear_blocks(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Cons
         a[:rows, :k] = x[start:start + rows]
         consume(_gemm(a, rows, wm.matrix)[:, :outputs], start, 0)
     workers.for_each(run, range(0, n, block))
+
+
+def packed_weights(wm: WeightMatrix) -> gemv.PackedWeights:
+    """The weights in gemv's layout, packed once per weight matrix."""
+    return _per_array(wm.matrix, "packed",
+                      lambda matrix: gemv.pack(matrix.t()[:len(wm.sums)], wm.sums))
+
+
+def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
+    """A few rows through gemv's kernel, in runs of whole weight tiles per worker."""
+    packed = packed_weights(wm)
+    width = gemv.tile_outputs()
+    acc = workers.scratch("gemv", x.shape[0] * packed.tiles * width, torch.int32)
+    acc = acc.view(x.shape[0], -1)
+    parts = max(1, min(workers.thread_count(), packed.tiles,
+                       packed.data.numel() // _GEMV_PART_BYTES))
+    bounds = [packed.tiles * i // parts for i in range(parts + 1)]
+
+    def run(i):
+        gemv.product(x, packed, bounds[i], bounds[i + 1], acc)
+        first, last = bounds[i] * width, min(bounds[i + 1] * width, outputs)
+        consume(acc[:, first:last], 0, first)
+    workers.for_each(run, range(parts))
 
 
 def _few_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:

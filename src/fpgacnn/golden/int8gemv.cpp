@@ -1,0 +1,93 @@
+// Exact int8 x int8 -> int32 products of a few rows by a packed weight matrix (AVX-512 VNNI).
+//
+// vpdpbusd multiplies unsigned by signed bytes, so each row is moved to u8 (x + 128) and every
+// output gets the correction -128 * sum(w) (`corrections`). The int32 adds wrap, and the exact
+// result fits int32 (the caller keeps K below 2**31 / 128**2), so the wrapped sum is exact.
+//
+// Packed weights: tiles of TILE_OUTPUTS output channels; a tile holds, for each group of 4
+// inputs k, the 4 weights of each of its outputs: [tile][k / 4][output in tile][k % 4].
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <vector>
+
+namespace {
+
+constexpr int LANES = 16;                       // int32 sums per vector
+constexpr int VECTORS = 4;                      // vectors per tile
+constexpr int TILE_OUTPUTS = LANES * VECTORS;
+constexpr int MAX_ROWS = 6;                     // rows per pass: 24 sums + 4 weights in registers
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define UNROLLED _Pragma("GCC unroll 8")
+
+// sum += the four u8 x s8 products of each int32 lane. As inline asm: g++ 12 copies the
+// accumulator around the intrinsic, which spills when 24 of them are live.
+VNNI inline void dot_add(__m512i &sum, __m512i x, __m512i w) {
+    asm("vpdpbusd %2, %1, %0" : "+v"(sum) : "v"(x), "v"(w));
+}
+
+template <int ROWS>
+VNNI void tile_rows(const uint8_t *xu, int64_t k4, const int8_t *tile,
+                    const int32_t *corrections, int32_t *out, int64_t out_stride) {
+    __m512i sums[ROWS][VECTORS];                // unrolled: kept in registers
+    UNROLLED for (int r = 0; r < ROWS; r++)
+        UNROLLED for (int v = 0; v < VECTORS; v++) sums[r][v] = _mm512_setzero_si512();
+    for (int64_t q = 0; q < k4 / 4; q++) {
+        const int8_t *w = tile + q * 4 * TILE_OUTPUTS;
+        __m512i weights[VECTORS];
+        UNROLLED for (int v = 0; v < VECTORS; v++) weights[v] = _mm512_load_si512(w + v * 64);
+        UNROLLED for (int r = 0; r < ROWS; r++) {
+            int32_t four;
+            memcpy(&four, xu + r * k4 + q * 4, 4);
+            __m512i x = _mm512_set1_epi32(four);
+            UNROLLED for (int v = 0; v < VECTORS; v++)
+                dot_add(sums[r][v], x, weights[v]);
+        }
+    }
+    UNROLLED for (int v = 0; v < VECTORS; v++) {
+        __m512i c = _mm512_loadu_si512(corrections + v * LANES);
+        UNROLLED for (int r = 0; r < ROWS; r++)
+            _mm512_storeu_si512(out + r * out_stride + v * LANES,
+                                _mm512_add_epi32(sums[r][v], c));
+    }
+}
+
+using TileRows = void (*)(const uint8_t *, int64_t, const int8_t *, const int32_t *, int32_t *,
+                          int64_t);
+const TileRows BY_ROWS[MAX_ROWS + 1] = {nullptr,         tile_rows<1>, tile_rows<2>,
+                                        tile_rows<3>,    tile_rows<4>, tile_rows<5>,
+                                        tile_rows<6>};
+
+}  // namespace
+
+extern "C" {
+
+int int8gemv_tile_outputs(void) { return TILE_OUTPUTS; }
+
+int int8gemv_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+// out[r * out_stride + o] = sum_k x[r * x_stride + k] * w[o][k] for r < rows and the outputs
+// o of tiles first_tile .. last_tile - 1 (out points at output 0; k4 = K rounded up to 4).
+void int8gemv(const int8_t *x, int64_t rows, int64_t x_stride, int64_t k, const int8_t *packed,
+              const int32_t *corrections, int64_t k4, int64_t first_tile, int64_t last_tile,
+              int32_t *out, int64_t out_stride) {
+    std::vector<uint8_t> xu(rows * k4, 128);    // padding meets zero weights
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < k; i++) xu[r * k4 + i] = (uint8_t)(x[r * x_stride + i] ^ 0x80);
+    for (int64_t t = first_tile; t < last_tile; t++) {
+        const int8_t *tile = packed + t * k4 * TILE_OUTPUTS;
+        for (int64_t r0 = 0; r0 < rows; r0 += MAX_ROWS) {
+            int64_t n = rows - r0 < MAX_ROWS ? rows - r0 : MAX_ROWS;
+            BY_ROWS[n](xu.data() + r0 * k4, k4, tile, corrections + t * TILE_OUTPUTS,
+                       out + r0 * out_stride + t * TILE_OUTPUTS, out_stride);
+        }
+    }
+}
+
+}  // extern "C"
