@@ -115,7 +115,7 @@ def product(x: torch.Tensor, packed: PackedWeights, first_tile: int, last_tile: 
     out is int32 (N, >= tiles * tile_outputs()) with unit column stride."""
     if x.stride(1) != 1:
         x = x.contiguous()
-    assert out.dtype == torch.int32 and out.stride(1) == 1
+    assert x.dtype == torch.int8 and out.dtype == torch.int32 and out.stride(1) == 1
     assert packed.data.data_ptr() % 64 == 0
     _library().int8gemv(x.data_ptr(), x.shape[0], x.stride(0), x.shape[1],
                         packed.data.data_ptr(), packed.corrections.data_ptr(), packed.k4,

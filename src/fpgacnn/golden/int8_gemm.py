@@ -3,10 +3,11 @@
 Inputs of at most 8 bits are moved into int8 by an offset o (128 for unsigned, 0 for signed):
 sum (x - zp) * w = sum (x - o) * w + (o - zp) * sum w, and padding holds zp - o, so every window
 has the same correction per output channel. The product runs in `torch._int_mm`, whose int32
-sums are exact while K * 128 * 128 < 2**31 (checked), or for a few rows of a linear layer in
-the C++ kernel of `fpgacnn.golden.gemv` (exact in the same range), where it is available. Because some int8 kernels saturate int16
+sums are exact while K * 128 * 128 < 2**31 (checked). Because some int8 kernels saturate int16
 partial sums on CPUs without VNNI, `int_mm_is_exact()` first checks the kernel on the inputs
-that expose that saturation; when it fails the caller uses the float64 path instead.
+that expose that saturation; when it fails the caller uses the float64 path instead. Linear
+layers of a few rows run the C++ kernel of `fpgacnn.golden.gemv` instead where it is
+available (exact in the same range).
 
 Convolutions are im2col + GEMM on channels-last int8 input, in blocks of output rows whose
 im2col matrix stays in cache (L3); each block's int32 accumulators go to a `consume` callback
@@ -167,8 +168,7 @@ def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume
     width = gemv.tile_outputs()
     acc = workers.scratch("gemv", x.shape[0] * packed.tiles * width, torch.int32)
     acc = acc.view(x.shape[0], -1)
-    parts = max(1, min(workers.thread_count() * _GEMV_PARTS_PER_THREAD, packed.tiles,
-                       packed.data.numel() // _GEMV_PART_BYTES))
+    parts = _gemv_parts(packed)
     bounds = [packed.tiles * i // parts for i in range(parts + 1)]
 
     def run(i):
@@ -176,6 +176,14 @@ def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume
         first, last = bounds[i] * width, min(bounds[i + 1] * width, outputs)
         consume(acc[:, first:last], 0, first)
     workers.for_each(run, range(parts))
+
+
+def _gemv_parts(packed: gemv.PackedWeights) -> int:
+    threads = workers.thread_count()
+    if threads == 1:
+        return 1
+    return max(1, min(threads * _GEMV_PARTS_PER_THREAD, packed.tiles,
+                      packed.data.numel() // _GEMV_PART_BYTES))
 
 
 def _few_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
