@@ -22,6 +22,7 @@ read port `rd` and at most one write port `wr`, as a board with one AXI4 port wo
 True
 """
 
+import re
 import sys
 
 from amaranth import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Shape, Signal
@@ -161,8 +162,27 @@ def verilog_text(top, name=TOP_NAME):
 
 
 def simulation_verilog_text(top, name=TOP_NAME):
-    """Verilog of `top` for the Verilator harness: `clk` and no `rst` port (PowerOnReset)."""
-    return verilog_text(PowerOnReset(top), name)
+    """Verilog of `top` for the Verilator harness: `clk` and no `rst` port (PowerOnReset),
+    repeated bits folded (`fold_repeated_bits`)."""
+    return fold_repeated_bits(verilog_text(PowerOnReset(top), name))
+
+
+# one bit of a signal as yosys's write_verilog prints it: `name[3]` or `\escaped [3]`
+_BIT = r"(?:\\\S+ |[A-Za-z_][\w$]*)\[\d+\]"
+_REPEATED_BIT = re.compile(rf"(?<![\w$\]])({_BIT})(?:, \1(?![\w$]))+")
+
+
+def fold_repeated_bits(text):
+    """`{ s[7], s[7], s[7], s }` as `{ {3{s[7]}}, s }`: the same bits, but Verilator compiles a
+    replication to one negation and mask, where it moves each listed bit into place apart
+    (Amaranth sign-extends by listing the sign bit; the post-processing lanes and the MAC
+    array's unpacking do it thousands of times per cycle).
+
+    >>> fold_repeated_bits("assign y = { a[7], a[7], a[7], a };")
+    'assign y = { {3{a[7]}}, a };'
+    """
+    return _REPEATED_BIT.sub(lambda run: "{%d{%s}}" % (run.group(0).count(", ") + 1,
+                                                       run.group(1)), text)
 
 
 class PowerOnReset(wiring.Component):
