@@ -34,7 +34,7 @@ def _random(rng, rows, outputs, k):
 
 @needs_kernel
 @pytest.mark.parametrize("rows, outputs, k", [
-    (1, 1, 1), (1, 4096, 9216), (1, 1000, 4095), (2, 65, 9217), (5, 63, 777),
+    (0, 5, 9), (1, 1, 1), (1, 4096, 9216), (1, 1000, 4095), (2, 65, 9217), (5, 63, 777),
     (6, 130, 1001), (7, 64, 4), (13, 197, 9213), (16, 10, 3)])
 def test_kernel_equals_int64_matmul_on_random_inputs(rows, outputs, k):
     x, w = _random(np.random.default_rng(rows * outputs + k), rows, outputs, k)

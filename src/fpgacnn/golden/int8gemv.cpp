@@ -101,6 +101,7 @@ int int8gemv_supported(void) {
 void int8gemv(const int8_t *x, int64_t rows, int64_t x_stride, int64_t k, const int8_t *packed,
               const int32_t *corrections, int64_t k4, int64_t first_tile, int64_t last_tile,
               int32_t *out, int64_t out_stride) {
+    if (rows <= 0) return;
     std::vector<uint8_t> xu(rows * k4, 128);    // padding meets zero weights
     for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < k; i++) xu[r * k4 + i] = (uint8_t)(x[r * x_stride + i] ^ 0x80);
