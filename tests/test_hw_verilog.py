@@ -1,7 +1,8 @@
 """The simulation Verilog's folding of repeated bits: the same bits, written as replications.
 
 Oracle: expanding every `{n{x}}` back into n copies of `x` gives yosys's text exactly; the
-Verilator runs of every tests/test_sim_*.py check the behaviour on the folded text.
+Verilator runs of every tests/test_sim_*.py check the behaviour of the simulation Verilog
+(`SIMULATION_PASSES` included) against the golden model.
 """
 
 import re
@@ -9,8 +10,8 @@ import re
 import pytest
 
 from fpgacnn.config import HardwareConfig
-from fpgacnn.hw.verilog import (PowerOnReset, engine_top, fold_repeated_bits,
-                                simulation_verilog_text, verilog_text)
+from fpgacnn.hw.verilog import (engine_top, fold_repeated_bits, simulation_verilog_text,
+                                unfolded_simulation_verilog)
 
 REPLICATION = re.compile(r"\{(\d+)\{([^{}]+)\}\}")
 RUN_OF_BITS = re.compile(r"(?<![\w$\]])((?:\\\S+ |[A-Za-z_][\w$]*)\[\d+\]), \1(?![\w$])")
@@ -36,7 +37,7 @@ def test_fold_cases(line, folded):
 
 def test_engine_verilog_folds_to_the_same_bits():
     top = engine_top(HardwareConfig(tm=4, tn=8, tr=4, tc=4, max_kernel=3))
-    original = verilog_text(PowerOnReset(top))
+    original = unfolded_simulation_verilog(top)
     folded = simulation_verilog_text(top)
     assert REPLICATION.search(original) is None
     assert len(REPLICATION.findall(folded)) > 50        # the sign extensions were found
