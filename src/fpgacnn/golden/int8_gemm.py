@@ -31,10 +31,8 @@ BLOCK_BYTES = 1 << 23          # a block's working set: past L2, but fewer block
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _FEW_ROWS = 64                 # up to this many rows, a linear layer streams its weights
 _GEMV_ROWS = 16                # up to this many, through gemv's kernel (faster than _int_mm)
-_GEMV_PART_BYTES = 1 << 20     # weights per part, at least: a hand-over costs about as
-#                                much time as streaming 1 MB
-_GEMV_PARTS_PER_THREAD = 4     # parts taken as threads come free: a thread slowed by other
-#                                work on its core takes fewer
+_GEMV_PART_BYTES = 1 << 20     # weights per worker, at least: a hand-over costs about as
+#                                much time as streaming 1 MB (finer parts measured slower)
 _weight_cache: dict[int, tuple] = {}   # id(w) -> (weakref to w, {kind: value})
 
 
@@ -168,7 +166,8 @@ def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume
     width = gemv.tile_outputs()
     acc = workers.scratch("gemv", x.shape[0] * packed.tiles * width, torch.int32)
     acc = acc.view(x.shape[0], -1)
-    parts = _gemv_parts(packed)
+    parts = max(1, min(workers.thread_count(), packed.tiles,
+                       packed.data.numel() // _GEMV_PART_BYTES))
     bounds = [packed.tiles * i // parts for i in range(parts + 1)]
 
     def run(i):
@@ -176,14 +175,6 @@ def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume
         first, last = bounds[i] * width, min(bounds[i + 1] * width, outputs)
         consume(acc[:, first:last], 0, first)
     workers.for_each(run, range(parts))
-
-
-def _gemv_parts(packed: gemv.PackedWeights) -> int:
-    threads = workers.thread_count()
-    if threads == 1:
-        return 1
-    return max(1, min(threads * _GEMV_PARTS_PER_THREAD, packed.tiles,
-                      packed.data.numel() // _GEMV_PART_BYTES))
 
 
 def _few_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
