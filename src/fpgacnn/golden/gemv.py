@@ -9,17 +9,15 @@ build or the CPU's VNNI is missing, `available()` is False and callers use `torc
 
 import ctypes
 import functools
-import hashlib
-import os
-import shutil
 import subprocess
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from fpgacnn.cache import build_key, cached_build
 
 SOURCE = "int8gemv.cpp"
 LIBRARY = "libint8gemv.so"
@@ -39,37 +37,17 @@ def _compiler_version() -> str:
     return result.stdout.strip()
 
 
-def _build_key(source: str, version: str) -> str:
-    digest = hashlib.sha256()
-    for part in (source, version, " ".join(FLAGS)):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:24]
-
-
-def _compile(source: str, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
-    try:
-        (work / SOURCE).write_text(source)
-        subprocess.run([COMPILER, *FLAGS, "-o", str(work / LIBRARY), str(work / SOURCE)],
-                       capture_output=True, check=True)
-        try:
-            os.rename(work, final)
-        except OSError:           # another process finished the same build first
-            shutil.rmtree(work, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+def _compile(source: str, work: Path) -> None:
+    (work / SOURCE).write_text(source)
+    subprocess.run([COMPILER, *FLAGS, "-o", str(work / LIBRARY), str(work / SOURCE)],
+                   capture_output=True, check=True)
 
 
 def _load():
-    from fpgacnn.sim.build import cache_root
     source = resources.files("fpgacnn.golden").joinpath(SOURCE).read_text()
-    final = cache_root() / "kernels" / _build_key(source, _compiler_version())
-    if not (final / LIBRARY).exists():
-        _compile(source, final)
-    lib = ctypes.CDLL(str(final / LIBRARY))
+    key = build_key(source, _compiler_version(), " ".join(FLAGS))
+    library = cached_build("kernels", key, LIBRARY, lambda work: _compile(source, work))
+    lib = ctypes.CDLL(str(library))
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.int8gemv.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, i64, i64, ptr, i64]
     lib.int8gemv.restype = None

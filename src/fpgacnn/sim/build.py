@@ -10,33 +10,25 @@ directory per key.
 >>> exe = build_simulator(SimTop(MemoryCopy.from_config(HardwareConfig())))  # doctest: +SKIP
 """
 
-import hashlib
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from importlib import resources
-from pathlib import Path
 
+from fpgacnn.cache import build_key, cache_root, cached_build
 from fpgacnn.errors import UserError
 from fpgacnn.hw.memport import ADDR_WIDTH, burst_layout, read_beat_layout, write_beat_layout
 from fpgacnn.hw.verilog import TOP_NAME, simulation_verilog_text
 
 HARNESS_FILES = ("harness.cpp", "ddr.h", "bits.h")
 EXECUTABLE = "harness"
+KIND = "verilator"            # the simulators' folder in the cache
 MAX_DATA_BITS = 512   # the harness passes byte strobes in a 64-bit integer
 # Verilator's makefile compiles the per-cycle code with OPT_FAST (-Os by default, which also
 # keeps its VL_* helpers out of line) after any -CFLAGS; -O2 there runs the engine about 25%
 # faster, -O3 faster still (docs/benchmarks.md). The once-only construction code (OPT_SLOW) is
 # large and needs no speed: -O1.
 MAKE_OPTIMIZATION = "OPT_FAST=-O3 OPT_GLOBAL=-O2 OPT_SLOW=-O1"
-
-
-def cache_root():
-    """Directory of cached builds: $FPGACNN_CACHE, else ~/.cache/fpgacnn."""
-    root = os.environ.get("FPGACNN_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "fpgacnn"
 
 
 def harness_defines(top):
@@ -71,14 +63,6 @@ def _harness_sources():
     return {name: package.joinpath(name).read_text() for name in HARNESS_FILES}
 
 
-def build_key(verilog, defines, sources, version):
-    digest = hashlib.sha256()
-    for part in (verilog, repr(sorted(defines.items())), repr(sorted(sources.items())), version):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:24]
-
-
 def build_simulator(top, jobs=2, quiet=True, trace=False):
     """Path of the Verilator executable simulating `top` (a SimTop); builds it if not cached.
 
@@ -89,25 +73,14 @@ def build_simulator(top, jobs=2, quiet=True, trace=False):
     if trace:
         defines["TRACE"] = 1
     sources = _harness_sources()
-    key = build_key(verilog, defines, sources, _verilator_version() + MAKE_OPTIMIZATION)
-    final = cache_root() / "verilator" / key
-    exe = final / EXECUTABLE
-    if exe.exists():
-        return exe
-    final.parent.mkdir(parents=True, exist_ok=True)
-    print(f"fpgacnn: building the Verilator simulator into {final} (once per design)",
-          file=sys.stderr)
-    work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=final.parent))
-    try:
+    key = build_key(verilog, repr(sorted(defines.items())), repr(sorted(sources.items())),
+                    _verilator_version() + MAKE_OPTIMIZATION)
+
+    def compile_into(work):
+        print(f"fpgacnn: building the Verilator simulator into {cache_root() / KIND / key} "
+              f"(once per design)", file=sys.stderr)
         _compile(work, verilog, defines, sources, jobs, quiet)
-        try:
-            os.rename(work, final)
-        except OSError:       # another process finished the same build first
-            shutil.rmtree(work, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return exe
+    return cached_build(KIND, key, EXECUTABLE, compile_into)
 
 
 def _compile(work, verilog, defines, sources, jobs, quiet):
