@@ -169,6 +169,7 @@ def simulation_verilog_text(top, name=TOP_NAME):
 
 
 def unfolded_simulation_verilog(top, name=TOP_NAME):
+    """yosys's Verilog of `top` for the harness, before `fold_repeated_bits`."""
     text = rtlil.convert(PowerOnReset(top), name=name, emit_src=False)
     script = [f"read_rtlil <<rtlil\n{text}\nrtlil", SIMULATION_PASSES, "memory_collect",
               "write_verilog -norename"]
@@ -180,8 +181,9 @@ def unfolded_simulation_verilog(top, name=TOP_NAME):
 # block (hold, enable, reset) that Verilator evaluates and copies every cycle, however rarely
 # the register loads. In the datapath modules (the MAC array, the post-processing lanes that
 # load only with a valid pixel) yosys merges that block into the flip-flop as enable and reset
-# (`if (valid) q <= d;`, evaluated only when enabled): 1.2x on the ZC706-sized engine. Not in
-# the controllers: their state machines become `casez` functions, slower than before.
+# (`if (valid) q <= d;`, evaluated only when enabled): 1.2x on the ZC706-sized engine. Applied
+# to every module, the engine ran slower than without (the controllers' state machines become
+# `casez` functions; inferred, not isolated), so only these modules get it.
 DATAPATH_MODULES = "*.mac *.post"
 SIMULATION_PASSES = "; ".join(f"{p} {DATAPATH_MODULES}" for p in (
     "proc -norom", "opt_expr", "opt_clean", "opt_dff", "opt_clean")) + "; proc -nomux -norom"
