@@ -108,7 +108,7 @@ def test_linear_path_falls_back_to_torch_without_the_kernel(monkeypatch):
 def test_no_kernel_where_it_cannot_be_built(monkeypatch, tmp_path, change):
     monkeypatch.setenv("FPGACNN_CACHE", str(tmp_path))
     monkeypatch.setattr(gemv, *change)
-    assert gemv._library.__wrapped__() is None
+    assert gemv._built.__wrapped__() is None
     assert not list(tmp_path.glob("kernels/*/*"))          # no half-built directory left
 
 

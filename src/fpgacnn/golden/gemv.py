@@ -5,6 +5,7 @@ it is compiled with g++ at first use into `<cache>/kernels/<key>/libint8gemv.so`
 hash of the source, the compiler's version and the flags, and loaded with ctypes (which
 releases the GIL during the call, so worker threads run their parts at once). Where g++, the
 build or the CPU's VNNI is missing, `available()` is False and callers use `torch._int_mm`.
+The library also holds the spin-wait of the worker threads (fpgacnn.golden.workers).
 """
 
 import ctypes
@@ -51,21 +52,40 @@ def _load():
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.int8gemv.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, i64, i64, ptr, i64]
     lib.int8gemv.restype = None
+    lib.spin_while_equal.argtypes = [ptr, i64, i64]
+    lib.spin_while_equal.restype = ctypes.c_int
     return lib
+
+
+@functools.cache
+def _built():
+    """The loaded library, or None where it cannot be built here."""
+    try:
+        return _load()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 @functools.cache
 def _library():
     """The loaded kernel, or None where it cannot be built or run here."""
-    try:
-        lib = _load()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return lib if lib.int8gemv_supported() else None
+    lib = _built()
+    return lib if lib is not None and lib.int8gemv_supported() else None
 
 
 def available() -> bool:
     return _library() is not None
+
+
+def can_spin() -> bool:
+    """Whether `spin_while_equal` is there (it needs the library, not VNNI)."""
+    return _built() is not None
+
+
+def spin_while_equal(word: ctypes.c_int64, seen: int, limit_ns: int) -> bool:
+    """Spins, the GIL released, until word.value != seen or limit_ns have passed; returns
+    whether it changed."""
+    return bool(_built().spin_while_equal(ctypes.addressof(word), seen, limit_ns))
 
 
 @functools.cache

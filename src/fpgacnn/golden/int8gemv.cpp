@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <chrono>
 #include <vector>
 
 namespace {
@@ -113,6 +114,21 @@ void int8gemv(const int8_t *x, int64_t rows, int64_t x_stride, int64_t k, const 
             memcpy(out + r * out_stride + t * TILE_OUTPUTS, sums.data() + r * TILE_OUTPUTS,
                    TILE_OUTPUTS * sizeof(int32_t));
     }
+}
+
+// Spins until *word differs from `seen` or `limit_ns` have passed; returns whether it changed.
+// The worker threads wait for each other this way (the GIL released by ctypes), so a hand-over
+// between calls does not have to wake a sleeping thread.
+int spin_while_equal(const int64_t *word, int64_t seen, int64_t limit_ns) {
+    constexpr int PAUSES_PER_CLOCK_READ = 32;
+    auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(limit_ns);
+    do {
+        for (int i = 0; i < PAUSES_PER_CLOCK_READ; i++) {
+            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) return 1;
+            _mm_pause();
+        }
+    } while (std::chrono::steady_clock::now() < end);
+    return __atomic_load_n(word, __ATOMIC_ACQUIRE) != seen;
 }
 
 }  // extern "C"

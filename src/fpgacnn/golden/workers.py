@@ -7,14 +7,18 @@ each thread keeps its own scratch buffers.
 """
 
 import contextlib
+import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from fpgacnn.golden import gemv
+
+SPIN_NS = 2_000_000     # an idle thread spins this long for the next hand-over, then sleeps
+
 _local = threading.local()
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], "_Pool"] = {}
 
 
 def _start_worker() -> None:
@@ -48,29 +52,114 @@ def for_each(fn, items) -> None:
     (after every started item has finished)."""
     items = list(items)
     helpers = min(thread_count(), len(items)) - 1
-    if helpers <= 0:
+    pool = _pool(helpers) if helpers > 0 else None
+    if pool is None or not pool.claim():       # no helpers, or another thread's call uses them
         for item in items:
             fn(item)
         return
+    try:
+        job = _Job(_Taker(items), fn)
+        pool.post(job)
+        try:
+            _drain_as_worker(job)
+        finally:
+            pool.wait_for_helpers()
+    finally:
+        pool.release()
+    job.raise_first_error()
+
+
+def _pool(helpers: int) -> "_Pool":
     key = (helpers, os.getpid())       # a forked child cannot use its parent's threads
     if key not in _pools:
-        _pools[key] = ThreadPoolExecutor(helpers, "fpgacnn-golden", initializer=_start_worker)
-    take = _Taker(items)
-    futures = [_pools[key].submit(_drain, take, fn) for _ in range(helpers)]
+        _pools[key] = _Pool(helpers)
+    return _pools[key]
+
+
+def _drain_as_worker(job: "_Job") -> None:
     torch_threads = torch.get_num_threads()
     if torch_threads != 1:            # called outside `torch_threads_as_workers`
         torch.set_num_threads(1)
     _local.worker = True
     try:
-        _drain(take, fn)
+        _drain(job.take, job.fn)
     finally:
         _local.worker = False
         if torch_threads != 1:
             torch.set_num_threads(torch_threads)
-        for future in futures:
-            future.exception()         # wait, whatever happens here
-    for future in futures:
-        future.result()
+
+
+def _wait_for_change(word: ctypes.c_int64, seen: int, condition: threading.Condition) -> None:
+    """Until word.value != seen: spinning first (see SPIN_NS), then asleep on condition, which
+    is notified (its lock held) after each change of word."""
+    if gemv.can_spin() and gemv.spin_while_equal(word, seen, SPIN_NS):
+        return
+    with condition:
+        condition.wait_for(lambda: word.value != seen)
+
+
+class _Job:
+    """One `for_each` call as the helpers see it; the exceptions their items raised."""
+
+    def __init__(self, take: "_Taker", fn):
+        self.take, self.fn = take, fn
+        self.errors: list[BaseException] = []
+
+    def drain(self) -> None:
+        try:
+            _drain(self.take, self.fn)
+        except BaseException as error:      # noqa: BLE001 (re-raised in the caller)
+            self.errors.append(error)
+
+    def raise_first_error(self) -> None:
+        if self.errors:
+            raise self.errors[0]
+
+
+class _Pool:
+    """Persistent helper threads, each draining every posted job once. Waiting threads (idle
+    helpers, and the caller for the helpers' last items) spin a while before they sleep, the
+    way OpenMP's threads do: waking a sleeping thread costs up to 90 us on an idle core."""
+
+    def __init__(self, helpers: int):
+        self._helpers = helpers
+        self._lock = threading.Lock()
+        self._posted = threading.Condition(self._lock)
+        self._finished = threading.Condition(self._lock)
+        self._generation = ctypes.c_int64(0)     # jobs posted
+        self._done = ctypes.c_int64(0)           # helpers' drains finished, over all jobs
+        self._job: _Job | None = None
+        self._in_use = threading.Lock()
+        for _ in range(helpers):
+            threading.Thread(target=self._serve, name="fpgacnn-golden", daemon=True).start()
+
+    def claim(self) -> bool:
+        return self._in_use.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._in_use.release()
+
+    def post(self, job: _Job) -> None:
+        with self._lock:
+            self._job = job
+            self._generation.value += 1
+            self._posted.notify_all()
+
+    def wait_for_helpers(self) -> None:
+        target = self._generation.value * self._helpers
+        while (done := self._done.value) != target:
+            _wait_for_change(self._done, done, self._finished)
+
+    def _serve(self) -> None:
+        _start_worker()
+        seen = 0
+        while True:
+            _wait_for_change(self._generation, seen, self._posted)
+            seen += 1                 # the caller waits for every helper: no job is skipped
+            self._job.drain()
+            with self._lock:
+                self._done.value += 1
+                self._finished.notify()
 
 
 class _Taker:

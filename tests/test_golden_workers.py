@@ -1,0 +1,174 @@
+"""fpgacnn.golden.workers.for_each against a plain loop: every item exactly once with 1-3
+threads, items really run at once, exceptions propagate after the started items finished,
+nested calls run inline, a forked child uses its own threads, two callers at once, and the
+same with the spin-wait of gemv's library unavailable (waits asleep only).
+"""
+
+import collections
+import ctypes
+import os
+import pickle
+import threading
+import time
+
+import pytest
+import torch
+
+from fpgacnn.golden import gemv, workers
+
+
+@pytest.fixture(params=["spinning", "sleeping only"])
+def wait_mode(request, monkeypatch):
+    if request.param == "spinning" and not gemv.can_spin():
+        pytest.skip("no g++: the library's spin-wait is not there")
+    if request.param == "sleeping only":
+        monkeypatch.setattr(gemv, "can_spin", lambda: False)
+    return request.param
+
+
+@pytest.fixture
+def threads():
+    """A function that sets torch's thread count (restored afterwards)."""
+    previous = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(previous)
+
+
+def _run_recording(items, count: int) -> list:
+    """for_each with `count` workers; the items it ran, in the order they ran."""
+    seen, lock = [], threading.Lock()
+
+    def record(item):
+        with lock:
+            seen.append(item)
+    with workers.torch_threads_as_workers():
+        workers.for_each(record, items)
+    return seen
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 100])
+def test_every_item_runs_exactly_once(wait_mode, threads, count, n):
+    threads(count)
+    for _ in range(20):          # posted again and again to the same helpers
+        assert collections.Counter(_run_recording(range(n), count)) == collections.Counter(
+            range(n))
+
+
+def test_items_run_on_two_threads_at_once(wait_mode, threads):
+    threads(2)
+    both_running = threading.Barrier(2, timeout=30)      # broken if one thread ran both
+    idents = set()
+
+    def meet(_):
+        both_running.wait()
+        idents.add(threading.get_ident())
+    with workers.torch_threads_as_workers():
+        workers.for_each(meet, range(2))
+    assert len(idents) == 2 and threading.get_ident() in idents
+
+
+def test_workers_run_torch_single_threaded_and_threads_are_restored(wait_mode, threads):
+    threads(2)
+    counts = []
+    workers.for_each(lambda _: counts.append(torch.get_num_threads()), range(4))
+    assert counts == [1, 1, 1, 1]
+    assert torch.get_num_threads() == 2
+    with workers.torch_threads_as_workers():
+        assert torch.get_num_threads() == 1 and workers.thread_count() == 2
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("failing", ["caller's item", "helper's item"])
+def test_exception_propagates_after_the_started_items_finished(wait_mode, threads, failing):
+    threads(2)
+    both_running = threading.Barrier(2, timeout=30)
+    caller = threading.get_ident()
+    finished = []
+
+    def item(_):
+        both_running.wait()
+        if (threading.get_ident() == caller) == (failing == "caller's item"):
+            raise ValueError(failing)
+        time.sleep(0.05)
+        finished.append(True)
+    with workers.torch_threads_as_workers(), pytest.raises(ValueError, match=failing):
+        workers.for_each(item, range(2))
+    assert finished == [True]
+    assert sorted(_run_recording(range(5), 2)) == list(range(5))     # the pool still works
+
+
+def test_nested_calls_run_inline_on_the_worker(wait_mode, threads):
+    threads(2)
+    inner = collections.defaultdict(list)
+
+    def outer(item):
+        workers.for_each(lambda i: inner[item].append((i, threading.get_ident())), range(3))
+        inner[item].append(("outer", threading.get_ident()))
+    with workers.torch_threads_as_workers():
+        workers.for_each(outer, range(4))
+    assert sorted(inner) == [0, 1, 2, 3]
+    for calls in inner.values():
+        assert [i for i, _ in calls] == [0, 1, 2, "outer"]
+        assert len({ident for _, ident in calls}) == 1
+
+
+def test_two_callers_at_once_each_run_all_their_items(wait_mode, threads):
+    threads(2)
+    results = {}
+
+    def call(name):
+        torch.set_num_threads(2)
+        results[name] = [sorted(_run_recording(range(9), 2)) for _ in range(50)]
+    callers = [threading.Thread(target=call, args=(name,)) for name in "ab"]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert results == {name: [list(range(9))] * 50 for name in "ab"}
+
+
+def test_a_forked_child_uses_its_own_threads(wait_mode, threads):
+    threads(2)
+    assert sorted(_run_recording(range(6), 2)) == list(range(6))     # the parent's pool
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            ran = sorted(_run_recording(range(6), 2))
+            pids = sorted({pid for _, pid in workers._pools})
+            os.write(write, pickle.dumps((ran, pids, os.getpid())))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        ran, pids, child_pid = pickle.loads(pipe.read())
+    os.waitpid(child, 0)
+    assert ran == list(range(6))
+    assert child_pid in pids and os.getpid() in pids
+
+
+def test_scratch_is_reused_within_a_thread_and_separate_between_threads(threads):
+    threads(2)
+    a = workers.scratch("test", 10, torch.int32)
+    assert workers.scratch("test", 5, torch.int32).data_ptr() == a.data_ptr()
+    assert workers.scratch("test", 5, torch.int8).data_ptr() != a.data_ptr()
+    pointers = {}
+    both_running = threading.Barrier(2, timeout=30)
+
+    def take(_):
+        both_running.wait()
+        pointers[threading.get_ident()] = workers.scratch("test", 10, torch.int32).data_ptr()
+    with workers.torch_threads_as_workers():
+        workers.for_each(take, range(2))
+    assert len(set(pointers.values())) == 2
+
+
+def test_spin_wait_returns_on_a_change_or_after_its_limit():
+    if not gemv.can_spin():
+        pytest.skip("no g++")
+    word = ctypes.c_int64(3)
+    assert gemv.spin_while_equal(word, 2, 10**9)            # differs already
+    assert not gemv.spin_while_equal(word, 3, 1000)        # unchanged: gives up
+    threading.Timer(0.01, lambda: setattr(word, "value", 4)).start()
+    assert gemv.spin_while_equal(word, 3, 10 * 10**9)
