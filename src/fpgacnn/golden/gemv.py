@@ -53,7 +53,8 @@ def _load():
     lib.int8gemv.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, i64, i64, ptr, i64]
     lib.int8gemv.restype = None
     lib.spin_while_equal.argtypes = [ptr, i64, i64]
-    lib.spin_while_equal.restype = ctypes.c_int
+    lib.count_and_spin.argtypes = [ptr, ptr, ptr, i64, i64]
+    lib.announce_sleep.argtypes = [ptr, ptr, i64]
     return lib
 
 
@@ -86,6 +87,24 @@ def spin_while_equal(word: ctypes.c_int64, seen: int, limit_ns: int) -> bool:
     """Spins, the GIL released, until word.value != seen or limit_ns have passed; returns
     whether it changed."""
     return bool(_built().spin_while_equal(ctypes.addressof(word), seen, limit_ns))
+
+
+SLEEPER_WAITS = 2
+
+
+def count_and_spin(count: ctypes.c_int64, asleep: ctypes.c_int64, word: ctypes.c_int64,
+                   seen: int, limit_ns: int) -> int:
+    """count.value += 1 (atomically, the GIL released), then spin_while_equal(word, ...);
+    returns SLEEPER_WAITS at once if asleep.value is set (see `announce_sleep`)."""
+    return _built().count_and_spin(ctypes.addressof(count), ctypes.addressof(asleep),
+                                   ctypes.addressof(word), seen, limit_ns)
+
+
+def announce_sleep(asleep: ctypes.c_int64, count: ctypes.c_int64, seen: int) -> bool:
+    """asleep.value = 1, then whether count.value != seen; a `count_and_spin` racing with it
+    either is seen here or sees asleep set."""
+    return bool(_built().announce_sleep(ctypes.addressof(asleep), ctypes.addressof(count),
+                                        seen))
 
 
 @functools.cache

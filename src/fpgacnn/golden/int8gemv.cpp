@@ -131,4 +131,21 @@ int spin_while_equal(const int64_t *word, int64_t seen, int64_t limit_ns) {
     return __atomic_load_n(word, __ATOMIC_ACQUIRE) != seen;
 }
 
+// Adds 1 to *count, then spin_while_equal(word, seen, limit_ns); but returns 2 at once if
+// *asleep is set (a thread sleeps until *count changes: wake it). Adding here, the GIL already
+// released, lets a thread spinning on *count take the GIL without waiting for it.
+int count_and_spin(int64_t *count, const int64_t *asleep, const int64_t *word, int64_t seen,
+                   int64_t limit_ns) {
+    __atomic_add_fetch(count, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(asleep, __ATOMIC_SEQ_CST)) return 2;
+    return spin_while_equal(word, seen, limit_ns);
+}
+
+// Sets *asleep, then returns whether *count differs from `seen`: either this sees a
+// count_and_spin's add or that sees *asleep set.
+int announce_sleep(int64_t *asleep, const int64_t *count, int64_t seen) {
+    __atomic_store_n(asleep, 1, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(count, __ATOMIC_SEQ_CST) != seen;
+}
+
 }  // extern "C"

@@ -89,11 +89,12 @@ def _drain_as_worker(job: "_Job") -> None:
             torch.set_num_threads(torch_threads)
 
 
-def _wait_for_change(word: ctypes.c_int64, seen: int, condition: threading.Condition) -> None:
-    """Until word.value != seen: spinning first (see SPIN_NS), then asleep on condition, which
-    is notified (its lock held) after each change of word."""
-    if gemv.can_spin() and gemv.spin_while_equal(word, seen, SPIN_NS):
-        return
+def _spin_while_equal(word: ctypes.c_int64, seen: int) -> bool:
+    return gemv.can_spin() and gemv.spin_while_equal(word, seen, SPIN_NS)
+
+
+def _sleep_while_equal(word: ctypes.c_int64, seen: int, condition: threading.Condition) -> None:
+    """Asleep on condition, which is notified (its lock held) after each change of word."""
     with condition:
         condition.wait_for(lambda: word.value != seen)
 
@@ -119,7 +120,9 @@ class _Job:
 class _Pool:
     """Persistent helper threads, each draining every posted job once. Waiting threads (idle
     helpers, and the caller for the helpers' last items) spin a while before they sleep, the
-    way OpenMP's threads do: waking a sleeping thread costs up to 90 us on an idle core."""
+    way OpenMP's threads do: waking a sleeping thread costs up to 90 us on an idle core. A
+    helper counts its drain done from C, the GIL released, so that the caller spinning on the
+    count finds the GIL free: waiting for the GIL also means sleeping."""
 
     def __init__(self, helpers: int):
         self._helpers = helpers
@@ -128,6 +131,7 @@ class _Pool:
         self._finished = threading.Condition(self._lock)
         self._generation = ctypes.c_int64(0)     # jobs posted
         self._done = ctypes.c_int64(0)           # helpers' drains finished, over all jobs
+        self._caller_asleep = ctypes.c_int64(0)
         self._job: _Job | None = None
         self._in_use = threading.Lock()
         for _ in range(helpers):
@@ -148,18 +152,42 @@ class _Pool:
     def wait_for_helpers(self) -> None:
         target = self._generation.value * self._helpers
         while (done := self._done.value) != target:
-            _wait_for_change(self._done, done, self._finished)
+            if not _spin_while_equal(self._done, done):
+                self._sleep_until_done_changes(done)
+        self._job = None             # nor keep what fn refers to alive
+
+    def _sleep_until_done_changes(self, done: int) -> None:
+        with self._lock:
+            if gemv.can_spin() and gemv.announce_sleep(self._caller_asleep, self._done, done):
+                self._caller_asleep.value = 0
+                return
+            self._finished.wait_for(lambda: self._done.value != done)
+            self._caller_asleep.value = 0
 
     def _serve(self) -> None:
         _start_worker()
-        seen = 0
+        seen, posted = 0, _spin_while_equal(self._generation, 0)
         while True:
-            _wait_for_change(self._generation, seen, self._posted)
+            if not posted:
+                _sleep_while_equal(self._generation, seen, self._posted)
             seen += 1                 # the caller waits for every helper: no job is skipped
             self._job.drain()
+            posted = self._count_done_and_spin(seen)
+
+    def _count_done_and_spin(self, seen: int) -> bool:
+        """Counts this helper's drain done; then whether the next job came while it spun."""
+        if not gemv.can_spin():
             with self._lock:
                 self._done.value += 1
                 self._finished.notify()
+            return False
+        outcome = gemv.count_and_spin(self._done, self._caller_asleep, self._generation, seen,
+                                      SPIN_NS)
+        if outcome == gemv.SLEEPER_WAITS:
+            with self._lock:
+                self._finished.notify()
+            return _spin_while_equal(self._generation, seen)
+        return bool(outcome)
 
 
 class _Taker:
