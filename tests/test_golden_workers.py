@@ -172,3 +172,24 @@ def test_spin_wait_returns_on_a_change_or_after_its_limit():
     assert not gemv.spin_while_equal(word, 3, 1000)        # unchanged: gives up
     threading.Timer(0.01, lambda: setattr(word, "value", 4)).start()
     assert gemv.spin_while_equal(word, 3, 10 * 10**9)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_threads_that_spun_out_fall_asleep_and_are_woken(wait_mode, threads, monkeypatch, count):
+    """A spin limit of 1 us: the caller sleeps until the helpers' slow items finish, the
+    helpers sleep between calls that come 10 ms apart; nothing is lost or run twice."""
+    monkeypatch.setattr(workers, "SPIN_NS", 1000)
+    threads(count)
+    caller = threading.get_ident()
+    seen, lock = [], threading.Lock()
+
+    def slow_on_helpers(item):
+        if threading.get_ident() != caller:
+            time.sleep(0.01)
+        with lock:
+            seen.append(item)
+    with workers.torch_threads_as_workers():
+        for call in range(10):
+            workers.for_each(slow_on_helpers, range(call, call + 5))
+            time.sleep(0.01)
+    assert sorted(seen) == sorted(i for call in range(10) for i in range(call, call + 5))
