@@ -168,10 +168,23 @@ def test_spin_wait_returns_on_a_change_or_after_its_limit():
     if not gemv.can_spin():
         pytest.skip("no g++")
     word = ctypes.c_int64(3)
-    assert gemv.spin_while_equal(word, 2, 10**9)            # differs already
-    assert not gemv.spin_while_equal(word, 3, 1000)        # unchanged: gives up
+    assert gemv.spin_while_equal(word, 2, 10**9) == gemv.CHANGED            # differs already
+    assert gemv.spin_while_equal(word, 3, 1000) in (gemv.GAVE_UP, gemv.PREEMPTED)
     threading.Timer(0.01, lambda: setattr(word, "value", 4)).start()
-    assert gemv.spin_while_equal(word, 3, 10 * 10**9)
+    while (outcome := gemv.spin_while_equal(word, 3, 10 * 10**9)) == gemv.PREEMPTED:
+        pass
+    assert outcome == gemv.CHANGED and word.value == 4
+
+
+def test_a_preempted_spin_pauses_spinning_and_the_items_still_run_once(threads, monkeypatch):
+    if not gemv.can_spin():
+        pytest.skip("no g++")
+    monkeypatch.setattr(workers, "_spinning_paused_until", 0.0)
+    monkeypatch.setattr(gemv, "spin_while_equal", lambda *_: gemv.PREEMPTED)
+    threads(2)
+    for n in range(10):
+        assert sorted(_run_recording(range(n), 2)) == list(range(n))
+    assert not workers._may_spin()
 
 
 @pytest.mark.parametrize("count", [2, 3])

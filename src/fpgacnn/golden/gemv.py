@@ -83,13 +83,13 @@ def can_spin() -> bool:
     return _built() is not None
 
 
-def spin_while_equal(word: ctypes.c_int64, seen: int, limit_ns: int) -> bool:
-    """Spins, the GIL released, until word.value != seen or limit_ns have passed; returns
-    whether it changed."""
-    return bool(_built().spin_while_equal(ctypes.addressof(word), seen, limit_ns))
+GAVE_UP, CHANGED, SLEEPER_WAITS, PREEMPTED = range(4)       # how a spin ended
 
 
-SLEEPER_WAITS = 2
+def spin_while_equal(word: ctypes.c_int64, seen: int, limit_ns: int) -> int:
+    """Spins, the GIL released, until word.value != seen (CHANGED) or limit_ns have passed
+    (GAVE_UP), or until the thread was seen to lose its core meanwhile (PREEMPTED)."""
+    return _built().spin_while_equal(ctypes.addressof(word), seen, limit_ns)
 
 
 def count_and_spin(count: ctypes.c_int64, asleep: ctypes.c_int64, word: ctypes.c_int64,

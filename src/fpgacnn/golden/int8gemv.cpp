@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <vector>
@@ -85,6 +86,12 @@ void tile(const uint8_t *xu, int64_t rows, int64_t k4, const int8_t *weights,
     }
 }
 
+long involuntary_switches() {
+    struct rusage usage;
+    getrusage(RUSAGE_THREAD, &usage);
+    return usage.ru_nivcsw;
+}
+
 }  // namespace
 
 extern "C" {
@@ -116,28 +123,39 @@ void int8gemv(const int8_t *x, int64_t rows, int64_t x_stride, int64_t k, const 
     }
 }
 
-// Spins until *word differs from `seen` or `limit_ns` have passed; returns whether it changed.
-// The worker threads wait for each other this way (the GIL released by ctypes), so a hand-over
-// between calls does not have to wake a sleeping thread.
+enum SpinOutcome { GAVE_UP = 0, CHANGED = 1, SLEEPER_WAITS = 2, PREEMPTED = 3 };
+
+// Spins until *word differs from `seen` (CHANGED) or `limit_ns` have passed (GAVE_UP); stops
+// early (PREEMPTED) where the kernel gave the thread's core to another thread for a time
+// slice meanwhile: spinning would take the core from work. (Short interruptions, and pauses
+// that the kernel did not cause, e.g. the hypervisor's, do not count.) The worker threads wait for each other this way (the GIL
+// released by ctypes): a hand-over then does not have to wake a sleeping thread.
 int spin_while_equal(const int64_t *word, int64_t seen, int64_t limit_ns) {
-    constexpr int PAUSES_PER_CLOCK_READ = 32;
-    auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(limit_ns);
-    do {
+    using clock = std::chrono::steady_clock;
+    constexpr int PAUSES_PER_CLOCK_READ = 32;           // a few microseconds
+    constexpr auto SLICE = std::chrono::microseconds(500);
+    long switches = involuntary_switches();
+    auto now = clock::now();
+    auto end = now + std::chrono::nanoseconds(limit_ns);
+    while (true) {
         for (int i = 0; i < PAUSES_PER_CLOCK_READ; i++) {
-            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) return 1;
+            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) return CHANGED;
             _mm_pause();
         }
-    } while (std::chrono::steady_clock::now() < end);
-    return __atomic_load_n(word, __ATOMIC_ACQUIRE) != seen;
+        auto before = now;
+        now = clock::now();
+        if (now - before > SLICE && involuntary_switches() != switches) return PREEMPTED;
+        if (now >= end) return GAVE_UP;
+    }
 }
 
-// Adds 1 to *count, then spin_while_equal(word, seen, limit_ns); but returns 2 at once if
+// Adds 1 to *count, then spin_while_equal(word, seen, limit_ns); but returns SLEEPER_WAITS if
 // *asleep is set (a thread sleeps until *count changes: wake it). Adding here, the GIL already
 // released, lets a thread spinning on *count take the GIL without waiting for it.
 int count_and_spin(int64_t *count, const int64_t *asleep, const int64_t *word, int64_t seen,
                    int64_t limit_ns) {
     __atomic_add_fetch(count, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(asleep, __ATOMIC_SEQ_CST)) return 2;
+    if (__atomic_load_n(asleep, __ATOMIC_SEQ_CST)) return SLEEPER_WAITS;
     return spin_while_equal(word, seen, limit_ns);
 }
 

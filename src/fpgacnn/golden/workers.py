@@ -10,15 +10,18 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 
 import torch
 
 from fpgacnn.golden import gemv
 
 SPIN_NS = 2_000_000     # an idle thread spins this long for the next hand-over, then sleeps
+SPIN_PAUSE_S = 1.0      # after a spinning thread lost its core (a busy machine): no spinning
 
 _local = threading.local()
 _pools: dict[tuple[int, int], "_Pool"] = {}
+_spinning_paused_until = 0.0
 
 
 def _start_worker() -> None:
@@ -89,8 +92,21 @@ def _drain_as_worker(job: "_Job") -> None:
             torch.set_num_threads(torch_threads)
 
 
+def _may_spin() -> bool:
+    return gemv.can_spin() and time.monotonic() >= _spinning_paused_until
+
+
+def _saw_change(outcome: int) -> bool:
+    """Whether a spin ended on its change. One that lost its core pauses spinning: on a busy
+    machine a spinner takes the core from work, and waking a thread is cheap there."""
+    global _spinning_paused_until
+    if outcome == gemv.PREEMPTED:
+        _spinning_paused_until = time.monotonic() + SPIN_PAUSE_S
+    return outcome == gemv.CHANGED
+
+
 def _spin_while_equal(word: ctypes.c_int64, seen: int) -> bool:
-    return gemv.can_spin() and gemv.spin_while_equal(word, seen, SPIN_NS)
+    return _may_spin() and _saw_change(gemv.spin_while_equal(word, seen, SPIN_NS))
 
 
 def _sleep_while_equal(word: ctypes.c_int64, seen: int, condition: threading.Condition) -> None:
@@ -176,7 +192,7 @@ class _Pool:
 
     def _count_done_and_spin(self, seen: int) -> bool:
         """Counts this helper's drain done; then whether the next job came while it spun."""
-        if not gemv.can_spin():
+        if not _may_spin():
             with self._lock:
                 self._done.value += 1
                 self._finished.notify()
@@ -187,7 +203,7 @@ class _Pool:
             with self._lock:
                 self._finished.notify()
             return _spin_while_equal(self._generation, seen)
-        return bool(outcome)
+        return _saw_change(outcome)
 
 
 class _Taker:
