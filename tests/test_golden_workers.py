@@ -1,7 +1,8 @@
 """fpgacnn.golden.workers.for_each against a plain loop: every item exactly once with 1-3
 threads, items really run at once, exceptions propagate after the started items finished,
 nested calls run inline, a forked child uses its own threads, two callers at once, and the
-same with the spin-wait of gemv's library unavailable (waits asleep only).
+same with the spin-wait of gemv's library unavailable (waits asleep only). And the fast path
+against the numpy definition with small layers shared by the threads as well as kept on one.
 """
 
 import collections
@@ -11,10 +12,14 @@ import pickle
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from test_golden_fast import networks
 
-from fpgacnn.golden import gemv, workers
+from fpgacnn import golden
+from fpgacnn.golden import fast, gemv, int8_gemm, workers
 
 
 @pytest.fixture(params=["spinning", "sleeping only"])
@@ -206,3 +211,25 @@ def test_threads_that_spun_out_fall_asleep_and_are_woken(wait_mode, threads, mon
             workers.for_each(slow_on_helpers, range(call, call + 5))
             time.sleep(0.01)
     assert sorted(seen) == sorted(i for call in range(10) for i in range(call, call + 5))
+
+
+@pytest.mark.parametrize("kept_on_one_thread", [True, False])
+@given(case=networks())
+@settings(max_examples=25, deadline=None)
+def test_fast_path_equals_the_definition_on_one_thread_and_shared(case, kept_on_one_thread):
+    """The networks' layers are all small: by default kept on the calling thread; with the
+    thresholds at 0 (or past any layer) the same layers are split across two threads."""
+    qm, x = case
+    limit = 10**18 if kept_on_one_thread else 0
+    previous = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(int8_gemm, "SHARED_CONV_MACS", limit)
+        patch.setattr(fast, "_SHARED_POOL_BYTES", limit)
+        torch.set_num_threads(2)
+        try:
+            got = golden.run(qm, x, keep=True)
+        finally:
+            torch.set_num_threads(previous)
+    expected = golden.run(qm, x, keep=True, fast_path=False)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

@@ -23,6 +23,8 @@ from fpgacnn.quant.model import QLayer, TensorFormat
 
 _INT32_LIMIT = 1 << 31
 _ROWS_ELEMENTS = 1 << 18         # elements per epilogue block of an element-wise layer
+_SHARED_POOL_BYTES = 1 << 22     # a max pool of a smaller input runs on one thread (split, it
+#                                  measured slower on two: AlexNet's and VGG16's at batch 1)
 _per_layer = weakref.WeakKeyDictionary()    # QLayer -> {key: value}; layers are frozen
 
 
@@ -86,7 +88,7 @@ def _max_pool_fits(layer: QLayer, shape) -> bool:
             _covered(shape[3], op.kernel[1], op.stride[1], l, ow))
 
 
-def max_pool(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+def _max_pool(layer: QLayer, xs) -> torch.Tensor:
     """Max of strided views; padding holds -128, below or equal to every stored code, and
     every window holds a real value (checked), so padding never wins."""
     op, x = layer.op, xs[0]
@@ -114,6 +116,13 @@ def max_pool(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     step = max(1, -(-oh // workers.thread_count()))
     workers.for_each(rows, range(0, oh, step))
     return from_nhwc(out)
+
+
+def max_pool(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+    if xs[0].numel() < _SHARED_POOL_BYTES:
+        with workers.on_this_thread():
+            return _max_pool(layer, xs)
+    return _max_pool(layer, xs)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,9 @@ _FEW_ROWS = 64                 # up to this many rows, a linear layer streams it
 _GEMV_ROWS = 16                # up to this many, through gemv's kernel (faster than _int_mm)
 _GEMV_PART_BYTES = 1 << 20     # weights per worker, at least: a hand-over costs about as
 #                                much time as streaming 1 MB (finer parts measured slower)
+SHARED_CONV_MACS = 600_000_000  # a conv with fewer, in one block, runs on one thread: split,
+#                                 its parts wait for the GIL longer than they save (AlexNet's
+#                                 and VGG16's 14x14 convs at batch 1 measured slower on two)
 _weight_cache: dict[int, tuple] = {}   # id(w) -> (weakref to w, {kind: value})
 
 
@@ -248,13 +251,28 @@ def conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: 
     Calls consume(acc, first) for blocks of output positions in (n, oh, ow) order (from the
     worker threads); returns (OH, OW).
     """
-    xp = padded(x, op.padding, pad_value)
+    n, h, w = x.shape[:3]
+    oh, ow = _conv_output_size(h, w, op)
+    row_bytes = ow * (wm.matrix.shape[0] + 8 * wm.matrix.shape[1])  # im2col, int32, float32
+    macs = n * oh * ow * math.prod(op.kernel) * x.shape[3] * outputs
+    if macs < SHARED_CONV_MACS and n * oh * row_bytes <= BLOCK_BYTES:
+        with workers.on_this_thread():
+            return _conv_blocks(x, pad_value, wm, op, outputs, consume, row_bytes)
+    return _conv_blocks(x, pad_value, wm, op, outputs, consume, row_bytes)
+
+
+def _conv_output_size(h: int, w: int, op) -> tuple[int, int]:
+    t, l, b, r = op.padding
     (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
-    oh = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
-    ow = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
-    k8 = wm.matrix.shape[0]
+    return (h + t + b - dh * (kh - 1) - 1) // sh + 1, (w + l + r - dw * (kw - 1) - 1) // sw + 1
+
+
+def _conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: int,
+                 consume: Consume, row_bytes: int) -> tuple[int, int]:
+    xp = padded(x, op.padding, pad_value)
     n = x.shape[0]
-    row_bytes = ow * (k8 + 8 * wm.matrix.shape[1])     # im2col, int32 sums, float32 epilogue
+    oh, ow = _conv_output_size(*x.shape[1:3], op)
+    k8 = wm.matrix.shape[0]
     rows_per_block = block_rows(n * oh, max(1, BLOCK_BYTES // row_bytes))
 
     def run(block):

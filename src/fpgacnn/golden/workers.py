@@ -50,6 +50,17 @@ def torch_threads_as_workers():
         _local.size = None
 
 
+@contextlib.contextmanager
+def on_this_thread():
+    """Within: `for_each` runs every item on this thread (work too small to share)."""
+    was_worker = getattr(_local, "worker", False)
+    _local.worker = True
+    try:
+        yield
+    finally:
+        _local.worker = was_worker
+
+
 def for_each(fn, items) -> None:
     """fn(item) for every item, spread over this thread and the helpers; exceptions propagate
     (after every started item has finished)."""
