@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -126,25 +127,35 @@ void int8gemv(const int8_t *x, int64_t rows, int64_t x_stride, int64_t k, const 
 enum SpinOutcome { GAVE_UP = 0, CHANGED = 1, SLEEPER_WAITS = 2, PREEMPTED = 3 };
 
 // Spins until *word differs from `seen` (CHANGED) or `limit_ns` have passed (GAVE_UP); stops
-// early (PREEMPTED) where the kernel gave the thread's core to another thread for a time
-// slice meanwhile: spinning would take the core from work. (Short interruptions, and pauses
-// that the kernel did not cause, e.g. the hypervisor's, do not count.) The worker threads wait for each other this way (the GIL
-// released by ctypes): a hand-over then does not have to wake a sleeping thread.
+// early (PREEMPTED) where another thread wants the core: spinning would take it from work.
+// Every few tens of microseconds the spinner offers its core (sched_yield), which returns at
+// once unless another thread was waiting for it; and it counts the kernel's involuntary
+// switches of it (short interruptions, and the hypervisor's pauses, do not count). The worker
+// threads wait for each other this way (the GIL released by ctypes): a hand-over then does not
+// have to wake a sleeping thread.
 int spin_while_equal(const int64_t *word, int64_t seen, int64_t limit_ns) {
     using clock = std::chrono::steady_clock;
     constexpr int PAUSES_PER_CLOCK_READ = 32;           // a few microseconds
+    constexpr int CLOCK_READS_PER_YIELD = 16;
     constexpr auto SLICE = std::chrono::microseconds(500);
+    constexpr auto OTHER_THREAD_RAN = std::chrono::microseconds(100);
     long switches = involuntary_switches();
     auto now = clock::now();
     auto end = now + std::chrono::nanoseconds(limit_ns);
-    while (true) {
+    for (int reads = 1;; reads++) {
         for (int i = 0; i < PAUSES_PER_CLOCK_READ; i++) {
             if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) return CHANGED;
             _mm_pause();
         }
         auto before = now;
-        now = clock::now();
-        if (now - before > SLICE && involuntary_switches() != switches) return PREEMPTED;
+        if (reads % CLOCK_READS_PER_YIELD == 0) {
+            sched_yield();
+            now = clock::now();
+            if (now - before > OTHER_THREAD_RAN) return PREEMPTED;
+        } else {
+            now = clock::now();
+            if (now - before > SLICE && involuntary_switches() != switches) return PREEMPTED;
+        }
         if (now >= end) return GAVE_UP;
     }
 }
