@@ -128,16 +128,15 @@ enum SpinOutcome { GAVE_UP = 0, CHANGED = 1, SLEEPER_WAITS = 2, PREEMPTED = 3 };
 
 // Spins until *word differs from `seen` (CHANGED) or `limit_ns` have passed (GAVE_UP); stops
 // early (PREEMPTED) where another thread wants the core: spinning would take it from work.
-// Every few tens of microseconds the spinner offers its core (sched_yield), which returns at
-// once unless another thread was waiting for it; and it counts the kernel's involuntary
-// switches of it (short interruptions, and the hypervisor's pauses, do not count). The worker
-// threads wait for each other this way (the GIL released by ctypes): a hand-over then does not
-// have to wake a sleeping thread.
+// Every few tens of microseconds the spinner offers its core (sched_yield: at once back unless
+// another thread was waiting for it); PREEMPTED is a pause of the spin in which the kernel
+// switched to another thread (short interruptions, and the hypervisor's pauses, do not count).
+// The worker threads wait for each other this way (the GIL released by ctypes): a hand-over
+// then does not have to wake a sleeping thread.
 int spin_while_equal(const int64_t *word, int64_t seen, int64_t limit_ns) {
     using clock = std::chrono::steady_clock;
     constexpr int PAUSES_PER_CLOCK_READ = 32;           // a few microseconds
     constexpr int CLOCK_READS_PER_YIELD = 16;
-    constexpr auto SLICE = std::chrono::microseconds(500);
     constexpr auto OTHER_THREAD_RAN = std::chrono::microseconds(100);
     long switches = involuntary_switches();
     auto now = clock::now();
@@ -147,15 +146,11 @@ int spin_while_equal(const int64_t *word, int64_t seen, int64_t limit_ns) {
             if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) return CHANGED;
             _mm_pause();
         }
+        if (reads % CLOCK_READS_PER_YIELD == 0) sched_yield();
         auto before = now;
-        if (reads % CLOCK_READS_PER_YIELD == 0) {
-            sched_yield();
-            now = clock::now();
-            if (now - before > OTHER_THREAD_RAN) return PREEMPTED;
-        } else {
-            now = clock::now();
-            if (now - before > SLICE && involuntary_switches() != switches) return PREEMPTED;
-        }
+        now = clock::now();
+        if (now - before > OTHER_THREAD_RAN && involuntary_switches() != switches)
+            return PREEMPTED;
         if (now >= end) return GAVE_UP;
     }
 }
