@@ -3,7 +3,8 @@
 Splitting a layer into blocks that threads take independently avoids a thread barrier per
 torch op (costly when the machine is shared), and keeps each block's data in its core's cache.
 The calling thread takes blocks too, beside one helper thread less than torch has threads;
-each thread keeps its own scratch buffers.
+each thread keeps its own scratch buffers. Work too small to share runs on the calling thread
+alone (`on_this_thread`); so does a call made while another thread's call holds the helpers.
 """
 
 import contextlib
