@@ -1,10 +1,8 @@
 """The C++ int8 GEMV kernel (fpgacnn.golden.gemv) and the linear path that uses it, against an
 int64 matmul: random and extreme inputs, K and output counts that are not multiples of the
 kernel's 4-input groups or 64-output tiles, 1 to 16 rows, one and two worker threads; and the
-fallback to torch._int_mm when the kernel cannot be built.
+fallback to torch._int_mm when the kernel is not available.
 """
-
-import subprocess
 
 import numpy as np
 import pytest
@@ -101,27 +99,3 @@ def test_linear_path_falls_back_to_torch_without_the_kernel(monkeypatch):
     x = rng.integers(-128, 128, (2, 1001)).astype(np.int8)
     w = rng.integers(-127, 128, (150, 1001)).astype(np.int8)
     assert np.array_equal(_linear_int32(x, w, 2), _oracle(x, w))
-
-
-@pytest.mark.parametrize("change", [("COMPILER", "no-such-compiler-fpgacnn"),
-                                    ("FLAGS", ("-shared", "--no-such-flag-fpgacnn"))])
-def test_no_kernel_where_it_cannot_be_built(monkeypatch, tmp_path, change):
-    monkeypatch.setenv("FPGACNN_CACHE", str(tmp_path))
-    monkeypatch.setattr(gemv, *change)
-    assert gemv._built.__wrapped__() is None
-    assert not list(tmp_path.glob("kernels/*/*"))          # no half-built directory left
-
-
-def test_kernel_is_built_into_the_cache_once(monkeypatch, tmp_path):
-    try:
-        subprocess.run([gemv.COMPILER, "--version"], capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("no g++")
-    monkeypatch.setenv("FPGACNN_CACHE", str(tmp_path))
-    gemv._load()
-    built = list((tmp_path / "kernels").glob(f"*/{gemv.LIBRARY}"))
-    assert len(built) == 1
-    stamp = built[0].stat().st_mtime_ns
-    gemv._load()
-    assert list((tmp_path / "kernels").glob(f"*/{gemv.LIBRARY}")) == built
-    assert built[0].stat().st_mtime_ns == stamp

@@ -1,7 +1,7 @@
 """fpgacnn.golden.workers.for_each against a plain loop: every item exactly once with 1-3
 threads, items really run at once, exceptions propagate after the started items finished,
 nested calls run inline, a forked child uses its own threads, two callers at once, and the
-same with the spin-wait of gemv's library unavailable (waits asleep only). And the fast path
+same with the native library's spin-wait unavailable (waits asleep only). And the fast path
 against the numpy definition with small layers shared by the threads as well as kept on one.
 """
 
@@ -19,15 +19,15 @@ from hypothesis import given, settings
 from test_golden_fast import networks
 
 from fpgacnn import golden
-from fpgacnn.golden import fast, gemv, int8_gemm, workers
+from fpgacnn.golden import fast, int8_gemm, native, workers
 
 
 @pytest.fixture(params=["spinning", "sleeping only"])
 def wait_mode(request, monkeypatch):
-    if request.param == "spinning" and not gemv.can_spin():
+    if request.param == "spinning" and not native.can_spin():
         pytest.skip("no g++: the library's spin-wait is not there")
     if request.param == "sleeping only":
-        monkeypatch.setattr(gemv, "can_spin", lambda: False)
+        monkeypatch.setattr(native, "can_spin", lambda: False)
     return request.param
 
 
@@ -170,22 +170,22 @@ def test_scratch_is_reused_within_a_thread_and_separate_between_threads(threads)
 
 
 def test_spin_wait_returns_on_a_change_or_after_its_limit():
-    if not gemv.can_spin():
+    if not native.can_spin():
         pytest.skip("no g++")
     word = ctypes.c_int64(3)
-    assert gemv.spin_while_equal(word, 2, 10**9) == gemv.CHANGED            # differs already
-    assert gemv.spin_while_equal(word, 3, 1000) in (gemv.GAVE_UP, gemv.PREEMPTED)
+    assert native.spin_while_equal(word, 2, 10**9) == native.CHANGED            # differs already
+    assert native.spin_while_equal(word, 3, 1000) in (native.GAVE_UP, native.PREEMPTED)
     threading.Timer(0.01, lambda: setattr(word, "value", 4)).start()
-    while (outcome := gemv.spin_while_equal(word, 3, 10 * 10**9)) == gemv.PREEMPTED:
+    while (outcome := native.spin_while_equal(word, 3, 10 * 10**9)) == native.PREEMPTED:
         pass
-    assert outcome == gemv.CHANGED and word.value == 4
+    assert outcome == native.CHANGED and word.value == 4
 
 
 def test_a_preempted_spin_pauses_spinning_and_the_items_still_run_once(threads, monkeypatch):
-    if not gemv.can_spin():
+    if not native.can_spin():
         pytest.skip("no g++")
     monkeypatch.setattr(workers, "_spinning_paused_until", 0.0)
-    monkeypatch.setattr(gemv, "spin_while_equal", lambda *_: gemv.PREEMPTED)
+    monkeypatch.setattr(native, "spin_while_equal", lambda *_: native.PREEMPTED)
     threads(2)
     for n in range(10):
         assert sorted(_run_recording(range(n), 2)) == list(range(n))

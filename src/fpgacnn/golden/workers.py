@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from fpgacnn.golden import gemv
+from fpgacnn.golden import native
 
 SPIN_NS = 2_000_000     # an idle thread spins this long for the next hand-over, then sleeps
 SPIN_PAUSE_S = 0.1      # after a spinning thread lost its core (a busy machine?): no spinning
@@ -105,20 +105,20 @@ def _drain_as_worker(job: "_Job") -> None:
 
 
 def _may_spin() -> bool:
-    return gemv.can_spin() and time.monotonic() >= _spinning_paused_until
+    return native.can_spin() and time.monotonic() >= _spinning_paused_until
 
 
 def _saw_change(outcome: int) -> bool:
     """Whether a spin ended on its change. One that lost its core pauses spinning: on a busy
     machine a spinner takes the core from work, and waking a thread is cheap there."""
     global _spinning_paused_until
-    if outcome == gemv.PREEMPTED:
+    if outcome == native.PREEMPTED:
         _spinning_paused_until = time.monotonic() + SPIN_PAUSE_S
-    return outcome == gemv.CHANGED
+    return outcome == native.CHANGED
 
 
 def _spin_while_equal(word: ctypes.c_int64, seen: int) -> bool:
-    return _may_spin() and _saw_change(gemv.spin_while_equal(word, seen, SPIN_NS))
+    return _may_spin() and _saw_change(native.spin_while_equal(word, seen, SPIN_NS))
 
 
 def _sleep_while_equal(word: ctypes.c_int64, seen: int, condition: threading.Condition) -> None:
@@ -186,7 +186,7 @@ class _Pool:
 
     def _sleep_until_done_changes(self, done: int) -> None:
         with self._lock:
-            if gemv.can_spin() and gemv.announce_sleep(self._caller_asleep, self._done, done):
+            if native.can_spin() and native.announce_sleep(self._caller_asleep, self._done, done):
                 self._caller_asleep.value = 0
                 return
             self._finished.wait_for(lambda: self._done.value != done)
@@ -209,9 +209,9 @@ class _Pool:
                 self._done.value += 1
                 self._finished.notify()
             return False
-        outcome = gemv.count_and_spin(self._done, self._caller_asleep, self._generation, seen,
+        outcome = native.count_and_spin(self._done, self._caller_asleep, self._generation, seen,
                                       SPIN_NS)
-        if outcome == gemv.SLEEPER_WAITS:
+        if outcome == native.SLEEPER_WAITS:
             with self._lock:
                 self._finished.notify()
             return _spin_while_equal(self._generation, seen)
