@@ -14,7 +14,7 @@ import weakref
 import numpy as np
 import torch
 
-from fpgacnn.golden import int8_gemm, workers
+from fpgacnn.golden import int8_gemm, int8conv, workers
 from fpgacnn.golden.epilogue import Epilogue
 from fpgacnn.golden.ops import run_layer
 from fpgacnn.golden.stored import from_nhwc, nhwc, offset, storable
@@ -70,8 +70,14 @@ def conv_or_linear(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
         n, _, oh, ow = layer.op.output_shape([tuple(x.shape)])
         out = torch.empty((n, oh, ow, outputs), dtype=torch.int8)
         flat = out.view(-1, outputs)
-        int8_gemm.conv_blocks(nhwc(x), fin.zero_point - offset(fin), wm, layer.op, outputs,
-                              lambda acc, first: epilogue(acc, flat[first:first + acc.shape[0]]))
+        pad_value = fin.zero_point - offset(fin)
+        native = _cached(layer, ("int8conv", fin, rounding),
+                         lambda: int8conv.kernel_for(wm, epilogue, outputs))
+        if native is not None:
+            native(nhwc(x), pad_value, layer.op, flat)
+        else:
+            int8_gemm.conv_blocks(nhwc(x), pad_value, wm, layer.op, outputs, lambda acc, first:
+                                  epilogue(acc, flat[first:first + acc.shape[0]]))
     return out if out.ndim == 2 else from_nhwc(out)
 
 

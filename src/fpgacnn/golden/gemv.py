@@ -18,7 +18,7 @@ from fpgacnn.golden import native
 class PackedWeights(NamedTuple):
     data: torch.Tensor          # int8, [tile][k4 / 4][output in tile][4], 64-byte aligned
     corrections: torch.Tensor   # (tiles * tile outputs,) int32: -128 * sum of the weights
-    k4: int                     # K rounded up to a multiple of 4
+    k4: int                     # K rounded up to a multiple of 4 (or of pack's k_multiple)
     tiles: int
 
 
@@ -39,11 +39,12 @@ def tile_outputs() -> int:
     return native.library().int8gemv_tile_outputs()
 
 
-def pack(weights: torch.Tensor, sums: np.ndarray) -> PackedWeights:
-    """weights (O, K) int8 and sums (O,) (each row's sum) in the kernel's layout."""
+def pack(weights: torch.Tensor, sums: np.ndarray, k_multiple: int = 4) -> PackedWeights:
+    """weights (O, K) int8 and sums (O,) (each row's sum) in the kernel's layout, K padded
+    with zeros to a multiple of k_multiple (itself a multiple of 4)."""
     o, k = weights.shape
     width = tile_outputs()
-    tiles, k4 = -(-o // width), -(-k // 4) * 4
+    tiles, k4 = -(-o // width), -(-k // k_multiple) * k_multiple
     padded = torch.zeros((tiles * width, k4), dtype=torch.int8)
     padded[:o, :k] = weights
     data = padded.view(tiles, width, k4 // 4, 4).permute(0, 2, 1, 3).contiguous()

@@ -29,8 +29,8 @@ void int8gemv(const int8_t *x, int64_t rows, int64_t x_stride, int64_t k, const 
         for (int64_t i = 0; i < k; i++) xu[r * k4 + i] = (uint8_t)(x[r * x_stride + i] ^ 0x80);
     std::vector<int32_t> sums(rows * TILE_OUTPUTS);
     for (int64_t t = first_tile; t < last_tile; t++) {
-        int8tile::tile(xu.data(), rows, k4, packed + t * k4 * TILE_OUTPUTS, corrections + t * TILE_OUTPUTS,
-             sums.data());
+        int8tile::tile(xu.data(), rows, k4, packed + t * k4 * TILE_OUTPUTS,
+                       corrections + t * TILE_OUTPUTS, sums.data());
         for (int64_t r = 0; r < rows; r++)
             memcpy(out + r * out_stride + t * TILE_OUTPUTS, sums.data() + r * TILE_OUTPUTS,
                    TILE_OUTPUTS * sizeof(int32_t));

@@ -1,8 +1,10 @@
-"""The golden model's C++ library: int8 kernels (AVX-512 VNNI) and the worker threads' spin-wait.
+"""The golden model's C++ library: int8 kernels (AVX-512 VNNI, AMX) and the worker threads'
+spin-wait.
 
-The sources (every `*.cpp` and `*.h` of this package) are compiled with g++ at first use into `<cache>/kernels/<key>/libfpgacnn_golden.so`, the key a hash
-of the sources, the compiler's version and the flags, and loaded with ctypes (which releases
-the GIL during each call, so worker threads run their parts at once). Where g++ or the build is
+The sources (every `*.cpp` and `*.h` of this package) are compiled with g++ at first use into
+`<cache>/kernels/<key>/libfpgacnn_golden.so`, the key a hash of the sources, the compiler's
+version and the flags, and loaded with ctypes (which releases the GIL during each call, so
+worker threads run their parts at once). Where g++ or the build is
 missing, `built()` is None; where the CPU lacks VNNI, `library()` is None; callers then use
 their torch paths. `-ffp-contract=off`: the float epilogues must round after each operation,
 as torch does.
@@ -41,8 +43,9 @@ def _sources() -> dict[str, str]:
 def _compile(sources: dict[str, str], work: Path) -> None:
     for name, text in sources.items():
         (work / name).write_text(text)
-    subprocess.run([COMPILER, *FLAGS, "-o", str(work / LIBRARY),
-                    *(str(work / name) for name in sources if name.endswith(".cpp"))], capture_output=True, check=True)
+    objects = [str(work / name) for name in sources if name.endswith(".cpp")]
+    subprocess.run([COMPILER, *FLAGS, "-o", str(work / LIBRARY), *objects],
+                   capture_output=True, check=True)
 
 
 def _load():

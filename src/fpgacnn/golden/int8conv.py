@@ -1,0 +1,118 @@
+"""An ungrouped 8-bit convolution and its float32 requantization in one C++ call per part.
+
+`int8conv.cpp` (in the library of `fpgacnn.golden.native`) builds im2col rows block by block,
+multiplies them by the weights in gemv's packed layout and requantizes the int32 sums with the
+float32 operations of `fpgacnn.golden.epilogue.Epilogue`, in the same order. It applies where
+the library is available and the epilogue is its float32 kind (`Epilogue.fast`); the output
+positions are split into parts that the worker threads take, each part one call with the GIL
+released.
+"""
+
+import ctypes
+import functools
+import math
+
+import numpy as np
+import torch
+
+from fpgacnn.golden import gemv, int8_gemm, native, workers
+from fpgacnn.golden.epilogue import _MAGIC_BITS, Epilogue
+
+_i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+BLOCK_ROWS = 48                  # output positions per block in int8conv.cpp
+SHARED_MACS = 20_000_000         # fewer multiply-adds: one part, on the calling thread
+
+
+class _Conv(ctypes.Structure):
+    _fields_ = ([("x", _ptr)] +
+                [(name, _i64) for name in ("n", "h", "w", "c", "stride_n", "stride_h",
+                                           "stride_w", "kh", "kw", "sh", "sw", "dh", "dw",
+                                           "pad_top", "pad_left", "oh", "ow", "pad_value")] +
+                [("packed", _ptr), ("k_padded", _i64), ("tiles", _i64), ("use_amx", _i64),
+                 ("corrections", _ptr),
+                 ("multipliers", _ptr), ("magic", _f32), ("low", _f32), ("high", _f32),
+                 ("table", _ptr), ("table_base", _i64), ("late_shift", _i64), ("out", _ptr),
+                 ("outputs", _i64)])
+
+
+@functools.cache
+def _kernel():
+    kernel = native.library().int8conv
+    kernel.argtypes = [_ptr, _i64, _i64]
+    return kernel
+
+
+def available() -> bool:
+    return gemv.available()
+
+
+def applies(epilogue: Epilogue) -> bool:
+    return epilogue.fast and available()
+
+
+@functools.cache
+def amx_usable() -> bool:
+    """Whether int8conv.cpp runs on AMX here (else on AVX-512 VNNI)."""
+    return bool(native.library().int8conv_amx_usable())
+
+
+def k_multiple(use_amx: bool) -> int:
+    """What the weights' K must be padded to: AMX reads 64 inputs at a time."""
+    return 64 if use_amx else 4
+
+
+def kernel_for(wm, epilogue: Epilogue, outputs: int) -> "ConvKernel | None":
+    """The kernel of a conv with weight matrix `wm` (fpgacnn.golden.int8_gemm), or None where
+    it does not apply."""
+    if not applies(epilogue):
+        return None
+    use_amx = amx_usable()
+    packed = int8_gemm.packed_weights(wm, k_multiple(use_amx))
+    return ConvKernel(packed, epilogue, outputs, use_amx)
+
+
+class ConvKernel:
+    """One layer's weights, corrections and float32 epilogue in the kernel's form."""
+
+    def __init__(self, packed: gemv.PackedWeights, epilogue: Epilogue, outputs: int,
+                 use_amx: bool):
+        corrections = packed.corrections.numpy().astype(np.int64)
+        corrections[:outputs] += epilogue.corr_np          # the sums' final value fits int32,
+        self.corrections = torch.from_numpy(corrections.astype(np.int32))  # so wrapping is exact
+        self.multipliers = None
+        if epilogue.mult is not None:
+            self.multipliers = torch.zeros(len(corrections), dtype=torch.float32)
+            self.multipliers[:outputs] = epilogue.mult
+        self.packed, self.epilogue, self.outputs = packed, epilogue, outputs
+        self.use_amx = use_amx
+
+    def __call__(self, x: torch.Tensor, pad_value: int, op, out: torch.Tensor) -> None:
+        """out (N * OH * OW, outputs) int8 = the stored output codes of x (N, H, W, C) int8."""
+        if x.stride(3) != 1 and x.shape[3] > 1:
+            x = x.contiguous()
+        args = self._arguments(x, pad_value, op, out)
+        total = args.n * args.oh * args.ow
+        macs = total * math.prod(op.kernel) * args.c * self.outputs
+        parts = 1 if macs < SHARED_MACS else workers.thread_count()
+        step = -(-total // parts // BLOCK_ROWS) * BLOCK_ROWS
+        kernel, pointer = _kernel(), ctypes.byref(args)
+        bounds = [(first, min(first + step, total)) for first in range(0, total, step)]
+        workers.for_each(lambda part: kernel(pointer, *part), bounds)
+
+    def _arguments(self, x, pad_value, op, out) -> _Conv:
+        assert x.dtype == out.dtype == torch.int8 and out.is_contiguous()
+        epilogue, packed = self.epilogue, self.packed
+        (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
+        t, l, b, r = op.padding
+        n, h, w, c = x.shape
+        oh = (h + t + b - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + l + r - dw * (kw - 1) - 1) // sw + 1
+        table = epilogue.lut
+        return _Conv(
+            x.data_ptr(), n, h, w, c, *x.stride()[:3], kh, kw, sh, sw, dh, dw, t, l, oh, ow,
+            pad_value, packed.data.data_ptr(), packed.k4, packed.tiles, self.use_amx,
+            self.corrections.data_ptr(),
+            None if self.multipliers is None else self.multipliers.data_ptr(),
+            epilogue.magic, epilogue.magic + epilogue.low, epilogue.magic + epilogue.high,
+            None if table is None else table.data_ptr(), _MAGIC_BITS + epilogue.low,
+            epilogue.late_shift, out.data_ptr(), self.outputs)
