@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from fpgacnn.golden import native
+from fpgacnn.golden import native, workers
 
 
 class PackedWeights(NamedTuple):
@@ -26,11 +26,18 @@ def available() -> bool:
     return native.library() is not None
 
 
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+
+class _Gemv(ctypes.Structure):
+    _fields_ = [("x", _ptr), ("rows", _i64), ("x_stride", _i64), ("k", _i64), ("packed", _ptr),
+                ("corrections", _ptr), ("k4", _i64), ("out", _ptr), ("out_stride", _i64)]
+
+
 @functools.cache
 def _kernel():
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
     kernel = native.library().int8gemv
-    kernel.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, i64, i64, ptr, i64]
+    kernel.argtypes = [_ptr, _i64, _i64]
     return kernel
 
 
@@ -58,10 +65,17 @@ def product(x: torch.Tensor, packed: PackedWeights, first_tile: int, last_tile: 
     """out[:, tiles first_tile..last_tile - 1] = x (N, K) int8 @ weights.T, exactly.
 
     out is int32 (N, >= tiles * tile_outputs()) with unit column stride."""
+    products(x, packed, [first_tile, last_tile], out)
+
+
+def products(x: torch.Tensor, packed: PackedWeights, bounds: list[int],
+             out: torch.Tensor) -> None:
+    """`product` of the tiles bounds[0]..bounds[-1] - 1, in parts bounds[i]..bounds[i + 1] - 1
+    that the worker threads share (`workers.run_parts`)."""
     if x.stride(1) != 1:
         x = x.contiguous()
     assert x.dtype == torch.int8 and out.dtype == torch.int32 and out.stride(1) == 1
     assert packed.data.data_ptr() % 64 == 0
-    _kernel()(x.data_ptr(), x.shape[0], x.stride(0), x.shape[1], packed.data.data_ptr(),
-              packed.corrections.data_ptr(), packed.k4, first_tile, last_tile, out.data_ptr(),
-              out.stride(0))
+    arguments = _Gemv(x.data_ptr(), x.shape[0], x.stride(0), x.shape[1], packed.data.data_ptr(),
+                      packed.corrections.data_ptr(), packed.k4, out.data_ptr(), out.stride(0))
+    workers.run_parts(_kernel(), ctypes.byref(arguments), bounds)

@@ -31,8 +31,8 @@ BLOCK_BYTES = 1 << 23          # a block's working set: past L2, but fewer block
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _FEW_ROWS = 64                 # up to this many rows, a linear layer streams its weights
 _GEMV_ROWS = 16                # up to this many, through gemv's kernel (faster than _int_mm)
-_GEMV_PART_BYTES = 1 << 20     # weights per worker, at least: a hand-over costs about as
-#                                much time as streaming 1 MB (finer parts measured slower)
+_GEMV_PART_BYTES = 1 << 19     # weights per part, at least: threads take parts as they
+#                                finish, so a slower core takes fewer
 SHARED_CONV_MACS = 600_000_000  # a conv with fewer, in one block, runs on one thread: split,
 #                                 its parts wait for the GIL longer than they save (AlexNet's
 #                                 and VGG16's 14x14 convs at batch 1 measured slower on two)
@@ -167,18 +167,12 @@ def packed_weights(wm: WeightMatrix, k_multiple: int = 4) -> gemv.PackedWeights:
 def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
     """A few rows through gemv's kernel, in runs of whole weight tiles per worker."""
     packed = packed_weights(wm)
-    width = gemv.tile_outputs()
-    acc = workers.scratch("gemv", x.shape[0] * packed.tiles * width, torch.int32)
+    acc = workers.scratch("gemv", x.shape[0] * packed.tiles * gemv.tile_outputs(), torch.int32)
     acc = acc.view(x.shape[0], -1)
-    parts = max(1, min(workers.thread_count(), packed.tiles,
-                       packed.data.numel() // _GEMV_PART_BYTES))
-    bounds = [packed.tiles * i // parts for i in range(parts + 1)]
-
-    def run(i):
-        gemv.product(x, packed, bounds[i], bounds[i + 1], acc)
-        first, last = bounds[i] * width, min(bounds[i + 1] * width, outputs)
-        consume(acc[:, first:last], 0, first)
-    workers.for_each(run, range(parts))
+    parts = 1 if workers.thread_count() == 1 else \
+        max(1, min(packed.tiles, packed.data.numel() // _GEMV_PART_BYTES))
+    gemv.products(x, packed, [packed.tiles * i // parts for i in range(parts + 1)], acc)
+    consume(acc[:, :outputs], 0, 0)
 
 
 def _few_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:

@@ -21,6 +21,7 @@ from fpgacnn.golden.epilogue import _MAGIC_BITS, Epilogue
 _i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 BLOCK_ROWS = 48                  # output positions per block in int8conv.cpp
 SHARED_MACS = 20_000_000         # fewer multiply-adds: one part, on the calling thread
+PARTS_PER_THREAD = 4             # threads take parts as they finish: a slower core takes fewer
 
 
 class _Conv(ctypes.Structure):
@@ -93,11 +94,9 @@ class ConvKernel:
         args = self._arguments(x, pad_value, op, out)
         total = args.n * args.oh * args.ow
         macs = total * math.prod(op.kernel) * args.c * self.outputs
-        parts = 1 if macs < SHARED_MACS else workers.thread_count()
+        parts = 1 if macs < SHARED_MACS else PARTS_PER_THREAD * workers.thread_count()
         step = -(-total // parts // BLOCK_ROWS) * BLOCK_ROWS
-        kernel, pointer = _kernel(), ctypes.byref(args)
-        bounds = [(first, min(first + step, total)) for first in range(0, total, step)]
-        workers.for_each(lambda part: kernel(pointer, *part), bounds)
+        workers.run_parts(_kernel(), ctypes.byref(args), list(range(0, total, step)) + [total])
 
     def _arguments(self, x, pad_value, op, out) -> _Conv:
         assert x.dtype == out.dtype == torch.int8 and out.is_contiguous()

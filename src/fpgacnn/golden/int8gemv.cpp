@@ -18,22 +18,32 @@ int int8_kernels_supported(void) {
            __builtin_cpu_supports("avx512vnni");
 }
 
+struct Gemv {
+    const int8_t *x;                     // rows x k, rows x_stride apart
+    int64_t rows, x_stride, k;
+    const int8_t *packed;                // pack's layout, K rounded up to k4 (a multiple of 4)
+    const int32_t *corrections;
+    int64_t k4;
+    int32_t *out;                        // rows out_stride apart; points at output 0
+    int64_t out_stride;
+};
+
 // out[r * out_stride + o] = sum_k x[r * x_stride + k] * w[o][k] for r < rows and the outputs
-// o of tiles first_tile .. last_tile - 1 (out points at output 0; k4 = K rounded up to 4).
-void int8gemv(const int8_t *x, int64_t rows, int64_t x_stride, int64_t k, const int8_t *packed,
-              const int32_t *corrections, int64_t k4, int64_t first_tile, int64_t last_tile,
-              int32_t *out, int64_t out_stride) {
+// o of tiles first_tile .. last_tile - 1.
+void int8gemv(const Gemv *g, int64_t first_tile, int64_t last_tile) {
+    int64_t rows = g->rows, k4 = g->k4;
     if (rows <= 0) return;
     std::vector<uint8_t> xu(rows * k4, 128);    // padding meets zero weights
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < k; i++) xu[r * k4 + i] = (uint8_t)(x[r * x_stride + i] ^ 0x80);
+        for (int64_t i = 0; i < g->k; i++)
+            xu[r * k4 + i] = (uint8_t)(g->x[r * g->x_stride + i] ^ 0x80);
     std::vector<int32_t> sums(rows * TILE_OUTPUTS);
     for (int64_t t = first_tile; t < last_tile; t++) {
-        int8tile::tile(xu.data(), rows, k4, packed + t * k4 * TILE_OUTPUTS,
-                       corrections + t * TILE_OUTPUTS, sums.data());
+        int8tile::tile(xu.data(), rows, k4, g->packed + t * k4 * TILE_OUTPUTS,
+                       g->corrections + t * TILE_OUTPUTS, sums.data());
         for (int64_t r = 0; r < rows; r++)
-            memcpy(out + r * out_stride + t * TILE_OUTPUTS, sums.data() + r * TILE_OUTPUTS,
-                   TILE_OUTPUTS * sizeof(int32_t));
+            memcpy(g->out + r * g->out_stride + t * TILE_OUTPUTS,
+                   sums.data() + r * TILE_OUTPUTS, TILE_OUTPUTS * sizeof(int32_t));
     }
 }
 

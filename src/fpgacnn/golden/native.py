@@ -25,7 +25,8 @@ FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++17", "-ffp-contract=off", "-pthread
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 SPIN_ARGUMENTS = {"spin_while_equal": [_ptr, _i64, _i64],
                   "count_and_spin": [_ptr, _ptr, _ptr, _i64, _i64],
-                  "announce_sleep": [_ptr, _ptr, _i64]}
+                  "announce_sleep": [_ptr, _ptr, _i64],
+                  "run_parts": [_ptr, _ptr, _ptr, _i64], "spinning_threads": []}
 GAVE_UP, CHANGED, SLEEPER_WAITS, PREEMPTED = range(4)       # how a spin ended
 
 
@@ -55,6 +56,7 @@ def _load():
                                        lambda work: _compile(sources, work))))
     for name, argtypes in SPIN_ARGUMENTS.items():
         getattr(lib, name).argtypes = argtypes
+    lib.spinning_threads.restype = _i64
     return lib
 
 
@@ -99,3 +101,16 @@ def announce_sleep(asleep: ctypes.c_int64, count: ctypes.c_int64, seen: int) -> 
     either is seen here or sees asleep set."""
     return bool(built().announce_sleep(ctypes.addressof(asleep), ctypes.addressof(count),
                                        seen))
+
+
+def spinning_threads() -> int:
+    """How many threads spin in `spin_while_equal` now (and would take parts of `run_parts`)."""
+    return built().spinning_threads()
+
+
+def run_parts(part, arguments, bounds: list[int]) -> None:
+    """part(arguments, bounds[i], bounds[i + 1]) for each i, `part` a function of the library
+    (void (const void *, int64_t, int64_t)); this thread, the GIL released, takes parts beside
+    the threads spinning in `spin_while_equal`. Returns when all have finished."""
+    array = (_i64 * len(bounds))(*bounds)
+    built().run_parts(ctypes.cast(part, _ptr), arguments, array, len(bounds) - 1)

@@ -84,6 +84,16 @@ def for_each(fn, items) -> None:
     job.raise_first_error()
 
 
+def run_parts(part, arguments, bounds: list[int]) -> None:
+    """part(arguments, bounds[i], bounds[i + 1]) for each i, `part` a function of the native
+    library: with helpers spinning, one call that they join without the GIL
+    (`native.run_parts`); else through `for_each` (which wakes them)."""
+    parts = len(bounds) - 1
+    if parts > 1 and thread_count() > 1 and native.can_spin() and native.spinning_threads():
+        return native.run_parts(part, arguments, bounds)
+    for_each(lambda i: part(arguments, bounds[i], bounds[i + 1]), range(parts))
+
+
 def _pool(helpers: int) -> "_Pool":
     key = (helpers, os.getpid())       # a forked child cannot use its parent's threads
     if key not in _pools:
