@@ -2,8 +2,9 @@
 
 Each kernel computes exactly what its counterpart in `fpgacnn.golden.ops` defines, without
 widening whole tensors to int64: convolutions and linear layers as int8 GEMMs whose int32
-accumulators are requantized block by block (`Epilogue`), max pools as element-wise maxima of
-strided views, concat/upsample/flatten/standalone activations as copies or epilogues.
+accumulators are requantized block by block (`Epilogue`), max pools in C++ (`pool`; maxima of
+strided views without the library), concat/upsample/flatten/standalone activations as copies
+or epilogues.
 `kernel_for` returns None where a layer falls outside what is proven exact here (wider
 formats, groups, weights outside int8, accumulators that could leave int32, windows made only
 of padding...); the executor then runs the numpy definition.
@@ -14,7 +15,7 @@ import weakref
 import numpy as np
 import torch
 
-from fpgacnn.golden import int8_gemm, int8conv, workers
+from fpgacnn.golden import int8_gemm, int8conv, pool, workers
 from fpgacnn.golden.epilogue import Epilogue
 from fpgacnn.golden.ops import run_layer
 from fpgacnn.golden.stored import from_nhwc, nhwc, offset, storable
@@ -23,8 +24,8 @@ from fpgacnn.quant.model import QLayer, TensorFormat
 
 _INT32_LIMIT = 1 << 31
 _ROWS_ELEMENTS = 1 << 18         # elements per epilogue block of an element-wise layer
-_SHARED_POOL_BYTES = 1 << 22     # a max pool of a smaller input runs on one thread (split, it
-#                                  measured slower on two: AlexNet's and VGG16's at batch 1)
+_SHARED_POOL_BYTES = 5 << 19     # a max pool of a smaller input runs on one thread (C++:
+#                                  two parts measured even at 2.2 MB, faster from 3 MB)
 _per_layer = weakref.WeakKeyDictionary()    # QLayer -> {key: value}; layers are frozen
 
 
@@ -94,9 +95,10 @@ def _max_pool_fits(layer: QLayer, shape) -> bool:
             _covered(shape[3], op.kernel[1], op.stride[1], l, ow))
 
 
-def _max_pool(layer: QLayer, xs) -> torch.Tensor:
-    """Max of strided views; padding holds -128, below or equal to every stored code, and
-    every window holds a real value (checked), so padding never wins."""
+def _max_pool_views(layer: QLayer, xs) -> torch.Tensor:
+    """Max of strided views (where the C++ library is not built); padding holds -128, below or
+    equal to every stored code, and every window holds a real value (checked), so padding
+    never wins."""
     op, x = layer.op, xs[0]
     n, c, oh, ow = op.output_shape([tuple(x.shape)])
     (kh, kw), (sh, sw) = op.kernel, op.stride
@@ -124,11 +126,20 @@ def _max_pool(layer: QLayer, xs) -> torch.Tensor:
     return from_nhwc(out)
 
 
+def _max_pool_native(layer: QLayer, xs) -> torch.Tensor:
+    x = xs[0]
+    if x.stride(1) != 1 and x.shape[1] > 1:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return pool.max_pool(x, layer.op, workers.thread_count())
+
+
 def max_pool(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+    """Every window's max (padding never wins: `_max_pool_fits`)."""
+    compute = _max_pool_native if pool.available() else _max_pool_views
     if xs[0].numel() < _SHARED_POOL_BYTES:
         with workers.on_this_thread():
-            return _max_pool(layer, xs)
-    return _max_pool(layer, xs)
+            return compute(layer, xs)
+    return compute(layer, xs)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
