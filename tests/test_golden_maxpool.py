@@ -144,3 +144,17 @@ def test_fast_max_pool_equals_the_definition(library, shared, case, signed, seed
     assert bool(calls) == (library == "C++")
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, golden.run(qm, x, fast_path=False)["pool"])
+
+
+@pytest.mark.parametrize("library", ["C++", "torch fallback"])
+def test_fast_max_pool_of_a_tensor_that_is_not_channels_last(library, monkeypatch):
+    if library == "C++" and not pool.available():
+        pytest.skip("no g++: no C++ library")
+    if library == "torch fallback":
+        monkeypatch.setattr(native, "built", lambda: None)
+    op = ops.MaxPool(3, 2, (1, 1, 0, 0))
+    fmt = TensorFormat(8, True, 0.1, 0)
+    layer = QLayer("pool", op, ("x",), fmt, fmt.lo, fmt.hi)
+    x = torch.from_numpy(np.random.default_rng(3).integers(-128, 128, (2, 70, 9, 8), np.int8))
+    y = fast.max_pool(layer, [x], [fmt], "half_even")        # x: NCHW memory
+    np.testing.assert_array_equal(y.numpy(), _windows_max(x.numpy(), op))

@@ -24,8 +24,8 @@ from fpgacnn.quant.model import QLayer, TensorFormat
 
 _INT32_LIMIT = 1 << 31
 _ROWS_ELEMENTS = 1 << 18         # elements per epilogue block of an element-wise layer
-_SHARED_POOL_BYTES = 5 << 19     # a max pool of a smaller input runs on one thread (C++:
-#                                  two parts measured even at 2.2 MB, faster from 3 MB)
+_SHARED_POOL_BYTES = 1 << 20     # a max pool of a smaller input runs on one thread (C++, two
+#                                  parts: 1.6 MB twice as fast, 0.8 MB saved 7 us of 24)
 _per_layer = weakref.WeakKeyDictionary()    # QLayer -> {key: value}; layers are frozen
 
 
@@ -126,20 +126,18 @@ def _max_pool_views(layer: QLayer, xs) -> torch.Tensor:
     return from_nhwc(out)
 
 
-def _max_pool_native(layer: QLayer, xs) -> torch.Tensor:
-    x = xs[0]
-    if x.stride(1) != 1 and x.shape[1] > 1:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return pool.max_pool(x, layer.op, workers.thread_count())
-
-
 def max_pool(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
-    """Every window's max (padding never wins: `_max_pool_fits`)."""
-    compute = _max_pool_native if pool.available() else _max_pool_views
-    if xs[0].numel() < _SHARED_POOL_BYTES:
-        with workers.on_this_thread():
-            return compute(layer, xs)
-    return compute(layer, xs)
+    """Every window's max (padding never wins: `_max_pool_fits`); a small one on this thread."""
+    x = xs[0]
+    shared = x.numel() >= _SHARED_POOL_BYTES
+    if pool.available():
+        if x.stride(1) != 1 and x.shape[1] > 1:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return pool.max_pool(x, layer.op, workers.thread_count() if shared else 1)
+    if shared:
+        return _max_pool_views(layer, xs)
+    with workers.on_this_thread():
+        return _max_pool_views(layer, xs)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,8 @@ def _kernel(name: str = "max_pool_rows"):
 def max_pool(x: torch.Tensor, op: ops.MaxPool, parts: int,
              kernel: str = "max_pool_rows") -> torch.Tensor:
     """The max pool of the stored (N, C, H, W) int8 tensor x (unit channel stride), as a new
-    channels-last tensor; its N * OH output rows in `parts` calls spread over the workers.
+    channels-last tensor; its N * OH output rows in `parts` calls shared by the workers
+    (`workers.run_parts`).
     `kernel` "max_pool_rows_portable" runs the code of CPUs without AVX-512."""
     n, c, h, w = x.shape
     assert x.dtype == torch.int8 and (x.stride(1) == 1 or c == 1)
@@ -50,9 +51,7 @@ def max_pool(x: torch.Tensor, op: ops.MaxPool, parts: int,
     (xn, _, xh, xw), (yn, _, yh, yw) = x.stride(), y.stride()
     args = _Arguments(x.data_ptr(), y.data_ptr(), h, w, c, oh, ow, *op.kernel, *op.stride,
                       *op.padding[:2], xn, xh, xw, yn, yh, yw)
-    address, call = ctypes.addressof(args), _kernel(kernel)
     rows = n * oh
     step = max(1, -(-rows // max(1, parts)))
-    workers.for_each(lambda first: call(address, first, min(first + step, rows)),
-                     range(0, rows, step))
+    workers.run_parts(_kernel(kernel), ctypes.byref(args), list(range(0, rows, step)) + [rows])
     return y
