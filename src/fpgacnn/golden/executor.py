@@ -12,7 +12,7 @@ from fpgacnn.golden import fast, workers
 from fpgacnn.golden.convert import dequantize, quantize_tensor
 from fpgacnn.golden.ops import run_layer
 from fpgacnn.golden.requant import RangeError
-from fpgacnn.golden.stored import to_codes, to_stored
+from fpgacnn.golden.stored import image_blocks, to_codes, to_stored
 from fpgacnn.quant.model import QModel
 
 
@@ -36,32 +36,55 @@ def _check_input(qmodel: QModel, name: str, x) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.integer):
         raise UserError(f"input {name!r} has dtype {x.dtype}; the golden model takes integers "
                         f"(use quantize_input)")
-    if x.size and (x.min() < fmt.lo or x.max() > fmt.hi):
+    if x.size and not _dtype_within(x.dtype, fmt) and _values_outside(x, fmt):
         raise UserError(f"input {name!r} has values outside [{fmt.lo}, {fmt.hi}]")
-    return x.astype(np.int64)
+    return x
+
+
+def _values_outside(x: np.ndarray, fmt) -> bool:
+    """Whether x has values outside fmt's range, looked at in blocks of images on the workers."""
+    found = []
+
+    def look(images: slice):
+        block = x[images]
+        found.append(block.min() < fmt.lo or block.max() > fmt.hi)
+    workers.for_each(look, image_blocks(x))
+    return any(found)
+
+
+def _dtype_within(dtype: np.dtype, fmt) -> bool:
+    """Whether every value of the integer dtype lies in fmt's range (no need to look)."""
+    limits = np.iinfo(dtype)
+    return fmt.lo <= limits.min and limits.max <= fmt.hi
 
 
 class _Tensors:
-    """Every tensor as int64 numpy codes and/or a stored int8 torch tensor, made on demand."""
+    """Every tensor as int64 numpy codes and/or a stored int8 torch tensor, made on demand;
+    a model input also as given (checked codes of any integer dtype), converted from there."""
 
     def __init__(self, qmodel: QModel):
         self.format_of = qmodel.format_of
+        self.given: dict[str, np.ndarray] = {}
         self.codes: dict[str, np.ndarray] = {}
         self.stored: dict = {}
 
     def numpy(self, name: str) -> np.ndarray:
         if name not in self.codes:
-            self.codes[name] = to_codes(self.stored[name], self.format_of(name))
+            self.codes[name] = (self.given[name].astype(np.int64) if name in self.given else
+                                to_codes(self.stored[name], self.format_of(name)))
         return self.codes[name]
 
     def torch(self, name: str):
         if name not in self.stored:
-            self.stored[name] = to_stored(self.codes[name], self.format_of(name))
+            codes = self.given[name] if name in self.given else self.codes[name]
+            self.stored[name] = to_stored(codes, self.format_of(name))
         return self.stored[name]
 
     def shape(self, name: str) -> tuple:
-        value = self.codes.get(name)
-        return tuple((self.stored[name] if value is None else value).shape)
+        for values in (self.codes, self.given, self.stored):
+            if name in values:
+                return tuple(values[name].shape)
+        raise KeyError(name)
 
 
 def _run_layer(layer, tensors: _Tensors, fmts, rounding: str, use_fast: bool) -> None:
@@ -93,7 +116,7 @@ def run(qmodel: QModel, x_int, keep: bool = False, fast_path: bool = True
     for name in qmodel.input_shapes:
         if name not in given:
             raise UserError(f"input {name!r} is not given")
-        tensors.codes[name] = _check_input(qmodel, name, given[name])
+        tensors.given[name] = _check_input(qmodel, name, given[name])
     for layer in qmodel.layers:
         fmts = [qmodel.format_of(t) for t in layer.inputs]
         try:
