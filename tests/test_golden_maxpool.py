@@ -90,12 +90,16 @@ def test_max_pool_equals_every_windows_max(case, seed, kernel, parts, threads, s
 @needs_library
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_max_pool_of_extremes_and_alexnet_shape(kernel):
-    """-128 and 127 everywhere win their windows; AlexNet's first pool (64 x 55 x 55, 3/2)."""
+    """-128 and 127 everywhere win their windows; an empty batch; AlexNet's first pool
+    (64 x 55 x 55, 3/2)."""
     op = ops.MaxPool(3, 2, (1, 0, 1, 0), ceil_mode=True)
     for fill in (-128, 127):
         x = torch.full((2, 70, 9, 9), fill, dtype=torch.int8).contiguous(
             memory_format=torch.channels_last)
         assert (pool.max_pool(x, op, 2, kernel) == fill).all()
+    for parts in (1, 2):
+        empty = torch.empty((0, 3, 4, 4), dtype=torch.int8, memory_format=torch.channels_last)
+        assert pool.max_pool(empty, ops.MaxPool(2, 2), parts, kernel).shape == (0, 3, 2, 2)
     x = _stored_view(np.random.default_rng(0), (2, 64, 55, 55), strided=False)
     np.testing.assert_array_equal(pool.max_pool(x, ops.MaxPool(3, 2), 3, kernel).numpy(),
                                   _windows_max(x.numpy(), ops.MaxPool(3, 2)))

@@ -24,8 +24,9 @@ from fpgacnn.quant.model import QLayer, TensorFormat
 
 _INT32_LIMIT = 1 << 31
 _ROWS_ELEMENTS = 1 << 18         # elements per epilogue block of an element-wise layer
-_SHARED_POOL_BYTES = 1 << 20     # a max pool of a smaller input runs on one thread (C++, two
-#                                  parts: 1.6 MB twice as fast, 0.8 MB saved 7 us of 24)
+_SHARED_POOL_BYTES = 5 << 19     # a max pool of a smaller input runs on one thread (measured
+#                                  after the convs that write its input: in two parts 3.1 MB
+#                                  took 10% less time, 2.2 MB and 1.6 MB 20-70% more)
 _per_layer = weakref.WeakKeyDictionary()    # QLayer -> {key: value}; layers are frozen
 
 

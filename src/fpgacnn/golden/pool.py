@@ -42,8 +42,8 @@ def max_pool(x: torch.Tensor, op: ops.MaxPool, parts: int,
              kernel: str = "max_pool_rows") -> torch.Tensor:
     """The max pool of the stored (N, C, H, W) int8 tensor x (unit channel stride), as a new
     channels-last tensor; its N * OH output rows in `parts` calls shared by the workers
-    (`workers.run_parts`).
-    `kernel` "max_pool_rows_portable" runs the code of CPUs without AVX-512."""
+    (`workers.run_parts`), or in one on this thread. `kernel` "max_pool_rows_portable" runs
+    the code of CPUs without AVX-512."""
     n, c, h, w = x.shape
     assert x.dtype == torch.int8 and (x.stride(1) == 1 or c == 1)
     _, _, oh, ow = op.output_shape([(n, c, h, w)])
@@ -52,6 +52,10 @@ def max_pool(x: torch.Tensor, op: ops.MaxPool, parts: int,
     args = _Arguments(x.data_ptr(), y.data_ptr(), h, w, c, oh, ow, *op.kernel, *op.stride,
                       *op.padding[:2], xn, xh, xw, yn, yh, yw)
     rows = n * oh
-    step = max(1, -(-rows // max(1, parts)))
-    workers.run_parts(_kernel(kernel), ctypes.byref(args), list(range(0, rows, step)) + [rows])
+    if parts <= 1:
+        _kernel(kernel)(ctypes.byref(args), 0, rows)
+    else:
+        step = max(1, -(-rows // parts))
+        workers.run_parts(_kernel(kernel), ctypes.byref(args),
+                          list(range(0, rows, step)) + [rows])
     return y
