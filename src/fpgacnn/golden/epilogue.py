@@ -16,6 +16,8 @@ activation is a lookup table built by `finish` itself over [low, high]. Every ot
 and shift modes, per-channel slopes, big tables) calls requantize/finish in numpy on the block.
 """
 
+import ctypes
+
 import numpy as np
 import torch
 
@@ -90,3 +92,33 @@ class Epilogue:
             y = requantize(y, self.rq, axis=1)
         codes = finish(y, self.layer, axis=1, rounding=self.rounding) - self.out_offset
         dst.copy_(torch.from_numpy(codes.astype(np.int8)))
+
+
+class NativeRequant(ctypes.Structure):
+    """An epilogue of the fast kind in the form of the C++ library's requant.h (`native`)."""
+    _fields_ = [("corrections", ctypes.c_void_p), ("multipliers", ctypes.c_void_p),
+                ("magic", ctypes.c_float), ("low", ctypes.c_float), ("high", ctypes.c_float),
+                ("table", ctypes.c_void_p), ("table_base", ctypes.c_int64),
+                ("late_shift", ctypes.c_int64)]
+
+
+def native(epilogue: Epilogue, kernel_corrections: torch.Tensor, outputs: int) -> NativeRequant:
+    """`epilogue` (fast) as requant.h's parameters, for a kernel whose sums lack
+    kernel_corrections (int32, one per output of its whole tiles). The tensors it points to
+    are kept alive by the result."""
+    assert epilogue.fast
+    corrections = kernel_corrections.numpy().astype(np.int64)
+    corrections[:outputs] += epilogue.corr_np          # the sums' final value fits int32,
+    corrections = torch.from_numpy(corrections.astype(np.int32))   # so wrapping is exact
+    multipliers = None
+    if epilogue.mult is not None:
+        multipliers = torch.zeros(len(corrections), dtype=torch.float32)
+        multipliers[:outputs] = epilogue.mult
+    table = epilogue.lut
+    result = NativeRequant(
+        corrections.data_ptr(), None if multipliers is None else multipliers.data_ptr(),
+        epilogue.magic, epilogue.magic + epilogue.low, epilogue.magic + epilogue.high,
+        None if table is None else table.data_ptr(), _MAGIC_BITS + epilogue.low,
+        epilogue.late_shift)
+    result.tensors = (corrections, multipliers, table)
+    return result

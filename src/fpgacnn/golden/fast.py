@@ -67,7 +67,12 @@ def conv_or_linear(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     outputs = layer.weight.shape[0]
     if isinstance(layer.op, ops.Linear):     # few rows: collect the blocks, then requantize
         out = torch.empty((x.shape[0], outputs), dtype=torch.int8)
-        epilogue(int8_gemm.linear_int32(x, wm, outputs), out)
+        requantized = _cached(layer, ("gemv", fin, rounding),
+                              lambda: int8_gemm.requantized_gemv(wm, epilogue, outputs))
+        if requantized is not None and x.shape[0] <= int8_gemm.GEMV_ROWS:
+            requantized(x, out)
+        else:
+            epilogue(int8_gemm.linear_int32(x, wm, outputs), out)
     else:
         n, _, oh, ow = layer.op.output_shape([tuple(x.shape)])
         out = torch.empty((n, oh, ow, outputs), dtype=torch.int8)

@@ -13,6 +13,11 @@ import numpy as np
 import torch
 
 from fpgacnn.golden import native, workers
+from fpgacnn.golden.epilogue import Epilogue, NativeRequant
+from fpgacnn.golden.epilogue import native as native_requant
+
+PART_BYTES = 1 << 19            # weights per part, at least: threads take parts as they
+#                                 finish, so a slower core takes fewer
 
 
 class PackedWeights(NamedTuple):
@@ -34,11 +39,20 @@ class _Gemv(ctypes.Structure):
                 ("corrections", _ptr), ("k4", _i64), ("out", _ptr), ("out_stride", _i64)]
 
 
+class _RequantizedGemv(ctypes.Structure):
+    _fields_ = [("gemv", _Gemv), ("requant", NativeRequant), ("codes", _ptr),
+                ("codes_stride", _i64), ("outputs", _i64)]
+
+
 @functools.cache
+def _function(name: str):
+    function = getattr(native.library(), name)
+    function.argtypes = [_ptr, _i64, _i64]
+    return function
+
+
 def _kernel():
-    kernel = native.library().int8gemv
-    kernel.argtypes = [_ptr, _i64, _i64]
-    return kernel
+    return _function("int8gemv")
 
 
 @functools.cache
@@ -72,10 +86,41 @@ def products(x: torch.Tensor, packed: PackedWeights, bounds: list[int],
              out: torch.Tensor) -> None:
     """`product` of the tiles bounds[0]..bounds[-1] - 1, in parts bounds[i]..bounds[i + 1] - 1
     that the worker threads share (`workers.run_parts`)."""
+    assert out.dtype == torch.int32 and out.stride(1) == 1
+    arguments = _arguments(x, packed, out.data_ptr(), out.stride(0))
+    workers.run_parts(_kernel(), ctypes.byref(arguments), bounds)
+
+
+def _arguments(x: torch.Tensor, packed: PackedWeights, out: int, out_stride: int) -> _Gemv:
     if x.stride(1) != 1:
         x = x.contiguous()
-    assert x.dtype == torch.int8 and out.dtype == torch.int32 and out.stride(1) == 1
-    assert packed.data.data_ptr() % 64 == 0
+    assert x.dtype == torch.int8 and packed.data.data_ptr() % 64 == 0
     arguments = _Gemv(x.data_ptr(), x.shape[0], x.stride(0), x.shape[1], packed.data.data_ptr(),
-                      packed.corrections.data_ptr(), packed.k4, out.data_ptr(), out.stride(0))
-    workers.run_parts(_kernel(), ctypes.byref(arguments), bounds)
+                      packed.corrections.data_ptr(), packed.k4, out, out_stride)
+    arguments.x_tensor = x                      # alive as long as the arguments
+    return arguments
+
+
+def part_bounds(packed: PackedWeights) -> list[int]:
+    """Tile bounds of the parts: of at least PART_BYTES of weights, one with one thread."""
+    parts = 1 if workers.thread_count() == 1 else \
+        max(1, min(packed.tiles, packed.data.numel() // PART_BYTES))
+    return [packed.tiles * i // parts for i in range(parts + 1)]
+
+
+class RequantizedGemv:
+    """A linear layer's product and float32 epilogue (`Epilogue.fast`) in one kernel call per
+    part: the stored output codes without an int32 tensor in between."""
+
+    def __init__(self, packed: PackedWeights, epilogue: Epilogue, outputs: int):
+        self.requant = native_requant(epilogue, packed.corrections, outputs)
+        self.packed, self.outputs = packed, outputs
+
+    def __call__(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """out (N, outputs) int8 = the stored output codes of x (N, K) int8."""
+        assert out.dtype == torch.int8 and out.stride(1) == 1
+        product = _arguments(x, self.packed, None, 0)        # holds x while it runs
+        arguments = _RequantizedGemv(product, self.requant, out.data_ptr(), out.stride(0),
+                                     self.outputs)
+        workers.run_parts(_function("int8gemv_requantized"), ctypes.byref(arguments),
+                          part_bounds(self.packed))

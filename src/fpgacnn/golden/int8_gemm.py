@@ -30,9 +30,7 @@ BLOCK_BYTES = 1 << 23          # a block's working set: past L2, but fewer block
 #                                and GIL hand-over) measured faster on two threads than 2 MB
 _MIN_ROWS = 17                 # torch._int_mm wants more than 16 rows
 _FEW_ROWS = 64                 # up to this many rows, a linear layer streams its weights
-_GEMV_ROWS = 16                # up to this many, through gemv's kernel (faster than _int_mm)
-_GEMV_PART_BYTES = 1 << 19     # weights per part, at least: threads take parts as they
-#                                finish, so a slower core takes fewer
+GEMV_ROWS = 16                 # up to this many, through gemv's kernel (faster than _int_mm)
 SHARED_CONV_MACS = 600_000_000  # a conv with fewer, in one block, runs on one thread: split,
 #                                 its parts wait for the GIL longer than they save (AlexNet's
 #                                 and VGG16's 14x14 convs at batch 1 measured slower on two)
@@ -73,7 +71,7 @@ def _per_array(w: np.ndarray, kind: str, compute):
     hit = _weight_cache.get(id(w))
     if hit is None or hit[0]() is not w:
         try:
-            ref = weakref.ref(w, lambda _, key=id(w): _weight_cache.pop(key, None))
+            ref = weakref.ref(w, lambda _, key=id(w), cache=_weight_cache: cache.pop(key, None))
         except TypeError:                      # not weak-referenceable: no caching
             return compute(w)
         hit = _weight_cache[id(w)] = (ref, {})
@@ -143,7 +141,7 @@ def linear_blocks(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Cons
     """
     n, k = x.shape
     k8, o8 = wm.matrix.shape
-    if n <= _GEMV_ROWS and gemv.available():
+    if n <= GEMV_ROWS and gemv.available():
         return _gemv_rows(x, wm, outputs, consume)
     if n <= _FEW_ROWS and o8 >= 3 * 8:
         return _few_rows(x, wm, outputs, consume)
@@ -164,14 +162,20 @@ def packed_weights(wm: WeightMatrix, k_multiple: int = 4) -> gemv.PackedWeights:
                       lambda matrix: gemv.pack(matrix.t()[:len(wm.sums)], wm.sums, k_multiple))
 
 
+def requantized_gemv(wm: WeightMatrix, epilogue, outputs: int) -> "gemv.RequantizedGemv | None":
+    """Product and epilogue of a linear layer of up to GEMV_ROWS rows in one kernel, where
+    gemv's kernel is available and the epilogue is its float32 kind."""
+    if not (epilogue.fast and gemv.available()):
+        return None
+    return gemv.RequantizedGemv(packed_weights(wm), epilogue, outputs)
+
+
 def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:
     """A few rows through gemv's kernel, in runs of whole weight tiles per worker."""
     packed = packed_weights(wm)
     acc = workers.scratch("gemv", x.shape[0] * packed.tiles * gemv.tile_outputs(), torch.int32)
     acc = acc.view(x.shape[0], -1)
-    parts = 1 if workers.thread_count() == 1 else \
-        max(1, min(packed.tiles, packed.data.numel() // _GEMV_PART_BYTES))
-    gemv.products(x, packed, [packed.tiles * i // parts for i in range(parts + 1)], acc)
+    gemv.products(x, packed, gemv.part_bounds(packed), acc)
     consume(acc[:, :outputs], 0, 0)
 
 

@@ -4,21 +4,19 @@
 // Output positions are taken in blocks of BLOCK_ROWS: the block's im2col rows (kh, kw, C order,
 // moved to u8 as int8tile.h wants, K padded to k_padded) are built in a per-thread buffer,
 // multiplied by each 64-output tile of the packed weights (gemv's layout, whose rows of 4
-// inputs x 16 outputs are also AMX's B tiles) and requantized at once, while in cache. With
-// s = the int32 sum plus its correction (wrapping: the final value fits int32, so it is exact),
-// v = float32(s) * multiplier; v + magic rounds it half to even and the clamp bounds it (see
-// fpgacnn/golden/epilogue.py: the same float32 operations in the same order, so the same
-// bits); the low byte of the result's bits is the stored code, or the result indexes a table
-// of codes (a scalar activation).
+// inputs x 16 outputs are also AMX's B tiles) and requantized at once, while in cache
+// (requant.h).
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "int8tile.h"
+#include "requant.h"
 
 using int8tile::LANES;
 using int8tile::TILE_OUTPUTS;
@@ -37,11 +35,7 @@ struct Conv {
     int64_t pad_value;                   // stored code of the padding
     const int8_t *packed;                // gemv.pack's layout, K padded to k_padded
     int64_t k_padded, tiles, use_amx;    // k_padded: a multiple of AMX_K for AMX, else of 4
-    const int32_t *corrections;          // (tiles * TILE_OUTPUTS): -128 * sum(w) + epilogue's
-    const float *multipliers;            // (tiles * TILE_OUTPUTS), or null: no multiplication
-    float magic, low, high;              // high and low already include magic
-    const int8_t *table;                 // or null; indexed by bits - table_base
-    int64_t table_base, late_shift;
+    requant::Requant requant;
     int8_t *out;                         // (N * OH * OW, outputs)
     int64_t outputs;
 };
@@ -81,41 +75,6 @@ VNNI void im2col_row(const Conv &p, int64_t m, uint8_t *row) {
         }
     }
 }
-
-// out rows (rows x outputs of tile t) = requantized sums (rows x TILE_OUTPUTS).
-VNNI void requantize(const Conv &p, int64_t t, const int32_t *sums, int64_t rows, int8_t *out) {
-    int64_t first = t * TILE_OUTPUTS;
-    const int32_t *corrections = p.corrections + first;
-    int64_t width = p.outputs - first < TILE_OUTPUTS ? p.outputs - first : TILE_OUTPUTS;
-    const __m512 magic = _mm512_set1_ps(p.magic), low = _mm512_set1_ps(p.low),
-                 high = _mm512_set1_ps(p.high);
-    const __m512i late = _mm512_set1_epi32((int32_t)p.late_shift);
-    for (int64_t r = 0; r < rows; r++) {
-        int8_t *dst = out + r * p.outputs + first;
-        for (int64_t v = 0; v * LANES < width; v++) {
-            const int32_t *sum = sums + r * TILE_OUTPUTS + v * LANES;
-            __m512i corrected = _mm512_add_epi32(_mm512_loadu_si512(sum),
-                                                 _mm512_loadu_si512(corrections + v * LANES));
-            __m512 f = _mm512_cvtepi32_ps(corrected);
-            if (p.multipliers)
-                f = _mm512_mul_ps(f, _mm512_loadu_ps(p.multipliers + first + v * LANES));
-            f = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(f, magic), low), high);
-            __m512i bits = _mm512_castps_si512(f);
-            int64_t lanes = width - v * LANES < LANES ? width - v * LANES : LANES;
-            if (p.table) {
-                alignas(64) int32_t index[LANES];
-                __m512i base = _mm512_set1_epi32((int32_t)p.table_base);
-                _mm512_store_si512(index, _mm512_sub_epi32(bits, base));
-                for (int64_t i = 0; i < lanes; i++) dst[v * LANES + i] = p.table[index[i]];
-            } else {
-                __m512i codes = _mm512_add_epi32(bits, late);      // low byte: the code
-                _mm512_mask_cvtepi32_storeu_epi8(dst + v * LANES, (__mmask16)((1u << lanes) - 1),
-                                                 codes);
-            }
-        }
-    }
-}
-
 
 struct TileConfig {
     uint8_t palette, start_row, reserved[14];
@@ -197,7 +156,10 @@ void int8conv(const Conv *conv, int64_t first, int64_t last) {
             const int8_t *weights = p.packed + t * kp * TILE_OUTPUTS;
             if (amx) amx_tile(rows.data(), count, kp, weights, sums.data());
             else int8tile::tile(rows.data(), count, kp, weights, zeros.data(), sums.data());
-            requantize(p, t, sums.data(), count, p.out + m0 * p.outputs);
+            int64_t first_output = t * TILE_OUTPUTS;
+            int64_t width = std::min<int64_t>(TILE_OUTPUTS, p.outputs - first_output);
+            requant::requantize(p.requant, first_output, width, sums.data(), count,
+                                p.out + m0 * p.outputs, p.outputs);
         }
     }
     if (amx) amx_release();

@@ -1,8 +1,9 @@
 """An ungrouped 8-bit convolution and its float32 requantization in one C++ call per part.
 
 `int8conv.cpp` (in the library of `fpgacnn.golden.native`) builds im2col rows block by block,
-multiplies them by the weights in gemv's packed layout and requantizes the int32 sums with the
-float32 operations of `fpgacnn.golden.epilogue.Epilogue`, in the same order. It applies where
+multiplies them by the weights in gemv's packed layout (on AMX where the CPU and kernel allow
+it, else AVX-512 VNNI) and requantizes the int32 sums with the float32 operations of
+`fpgacnn.golden.epilogue.Epilogue`, in the same order (requant.h). It applies where
 the library is available and the epilogue is its float32 kind (`Epilogue.fast`); the output
 positions are split into parts that the worker threads take, each part one call with the GIL
 released.
@@ -12,13 +13,13 @@ import ctypes
 import functools
 import math
 
-import numpy as np
 import torch
 
 from fpgacnn.golden import gemv, int8_gemm, native, workers
-from fpgacnn.golden.epilogue import _MAGIC_BITS, Epilogue
+from fpgacnn.golden.epilogue import Epilogue, NativeRequant
+from fpgacnn.golden.epilogue import native as native_requant
 
-_i64, _ptr, _f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 BLOCK_ROWS = 48                  # output positions per block in int8conv.cpp
 SHARED_MACS = 20_000_000         # fewer multiply-adds: one part, on the calling thread
 PARTS_PER_THREAD = 4             # threads take parts as they finish: a slower core takes fewer
@@ -30,10 +31,7 @@ class _Conv(ctypes.Structure):
                                            "stride_w", "kh", "kw", "sh", "sw", "dh", "dw",
                                            "pad_top", "pad_left", "oh", "ow", "pad_value")] +
                 [("packed", _ptr), ("k_padded", _i64), ("tiles", _i64), ("use_amx", _i64),
-                 ("corrections", _ptr),
-                 ("multipliers", _ptr), ("magic", _f32), ("low", _f32), ("high", _f32),
-                 ("table", _ptr), ("table_base", _i64), ("late_shift", _i64), ("out", _ptr),
-                 ("outputs", _i64)])
+                 ("requant", NativeRequant), ("out", _ptr), ("outputs", _i64)])
 
 
 @functools.cache
@@ -77,15 +75,8 @@ class ConvKernel:
 
     def __init__(self, packed: gemv.PackedWeights, epilogue: Epilogue, outputs: int,
                  use_amx: bool):
-        corrections = packed.corrections.numpy().astype(np.int64)
-        corrections[:outputs] += epilogue.corr_np          # the sums' final value fits int32,
-        self.corrections = torch.from_numpy(corrections.astype(np.int32))  # so wrapping is exact
-        self.multipliers = None
-        if epilogue.mult is not None:
-            self.multipliers = torch.zeros(len(corrections), dtype=torch.float32)
-            self.multipliers[:outputs] = epilogue.mult
-        self.packed, self.epilogue, self.outputs = packed, epilogue, outputs
-        self.use_amx = use_amx
+        self.requant = native_requant(epilogue, packed.corrections, outputs)
+        self.packed, self.outputs, self.use_amx = packed, outputs, use_amx
 
     def __call__(self, x: torch.Tensor, pad_value: int, op, out: torch.Tensor) -> None:
         """out (N * OH * OW, outputs) int8 = the stored output codes of x (N, H, W, C) int8."""
@@ -100,18 +91,12 @@ class ConvKernel:
 
     def _arguments(self, x, pad_value, op, out) -> _Conv:
         assert x.dtype == out.dtype == torch.int8 and out.is_contiguous()
-        epilogue, packed = self.epilogue, self.packed
+        packed = self.packed
         (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
         t, l, b, r = op.padding
         n, h, w, c = x.shape
         oh = (h + t + b - dh * (kh - 1) - 1) // sh + 1
         ow = (w + l + r - dw * (kw - 1) - 1) // sw + 1
-        table = epilogue.lut
-        return _Conv(
-            x.data_ptr(), n, h, w, c, *x.stride()[:3], kh, kw, sh, sw, dh, dw, t, l, oh, ow,
-            pad_value, packed.data.data_ptr(), packed.k4, packed.tiles, self.use_amx,
-            self.corrections.data_ptr(),
-            None if self.multipliers is None else self.multipliers.data_ptr(),
-            epilogue.magic, epilogue.magic + epilogue.low, epilogue.magic + epilogue.high,
-            None if table is None else table.data_ptr(), _MAGIC_BITS + epilogue.low,
-            epilogue.late_shift, out.data_ptr(), self.outputs)
+        return _Conv(x.data_ptr(), n, h, w, c, *x.stride()[:3], kh, kw, sh, sw, dh, dw, t, l,
+                     oh, ow, pad_value, packed.data.data_ptr(), packed.k4, packed.tiles,
+                     self.use_amx, self.requant, out.data_ptr(), self.outputs)

@@ -18,7 +18,7 @@ import torch
 from fpgacnn.golden import native
 
 SPIN_NS = 2_000_000     # an idle thread spins this long for the next hand-over, then sleeps
-SPIN_PAUSE_S = 0.1      # after a spinning thread lost its core (a busy machine?): no spinning
+SPIN_PAUSE_S = 0.005    # after a spinning thread lost its core (a busy machine?): no spinning
 
 _local = threading.local()
 _pools: dict[tuple[int, int], "_Pool"] = {}
