@@ -7,9 +7,10 @@
 Both sides run the same QModel (affine, 8 bits, per-channel weights, float32 requantization
 mode, whose conv/linear layers equal fbgemm's bit for bit): the golden model through
 `fpgacnn.golden.run`, the peer as torch.ao quantized modules built from the same integers.
-Printed: seconds per batch for each (best of --repeats after a warm-up run) and the ratio
-golden / fbgemm (target <= 1.0); in brackets the same for CPU seconds of all threads, the
-steadier figure when other work shares the machine; after each model, the load average (other
+Printed: milliseconds per batch for each (best of --repeats calls, and of as many as fill
+--min-seconds, after a warm-up call) and the ratio golden / fbgemm (target <= 1.0); in
+brackets the same for CPU time of all threads (with the golden model's waiting threads
+spinning, it counts their spin too); after each model, the load average (other
 work on the machine slows the two sides unequally, so it belongs beside the figures).
 """
 
@@ -110,19 +111,22 @@ def _replicate_pad(x, bottom, right):
     return x[:, :, rows][:, :, :, cols]
 
 
-def _time(fn, repeats):
-    """Best of `repeats` calls after a warm-up: (wall seconds, CPU seconds of all threads)."""
+def _time(fn, repeats, min_seconds):
+    """Best of at least `repeats` calls, and of as many as fill min_seconds, after a warm-up:
+    (wall seconds, CPU seconds of all threads)."""
     fn()
     wall = cpu = float("inf")
-    for _ in range(repeats):
+    calls = spent = 0
+    while calls < repeats or spent < min_seconds:
         w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        wall = min(wall, time.perf_counter() - w0)
-        cpu = min(cpu, time.process_time() - c0)
+        elapsed = time.perf_counter() - w0
+        wall, cpu = min(wall, elapsed), min(cpu, time.process_time() - c0)
+        calls, spent = calls + 1, spent + elapsed
     return wall, cpu
 
 
-def bench(name, batches, repeats):
+def bench(name, batches, repeats, min_seconds):
     shape = SHAPES[name]
     graph = load_model(f"zoo:{name}", input_shape=(1,) + shape)
     calib = np.random.default_rng(0).standard_normal((2,) + shape).astype(np.float32)
@@ -137,12 +141,13 @@ def bench(name, batches, repeats):
         qx = torch.quantize_per_tensor(torch.from_numpy(x), fin.scale, fin.zero_point,
                                        torch.quint8)
         with torch.no_grad():
-            (g_wall, g_cpu), (f_wall, f_cpu) = (_time(lambda: golden.run(qm, x_int), repeats),
-                                                _time(lambda: peer(qx), repeats))
+            (g_wall, g_cpu), (f_wall, f_cpu) = (
+                _time(lambda: golden.run(qm, x_int), repeats, min_seconds),
+                _time(lambda: peer(qx), repeats, min_seconds))
         rows.append((name, batch, g_wall, f_wall, g_wall / f_wall, g_cpu / f_cpu))
-        print(f"{name:12} batch {batch:3}  golden {g_wall:8.3f} s  fbgemm {f_wall:8.3f} s  "
-              f"ratio {g_wall / f_wall:5.2f}   (CPU s: {g_cpu:7.3f} / {f_cpu:7.3f} = "
-              f"{g_cpu / f_cpu:5.2f})", flush=True)
+        print(f"{name:12} batch {batch:3}  golden {g_wall * 1e3:8.2f} ms  fbgemm "
+              f"{f_wall * 1e3:8.2f} ms  ratio {g_wall / f_wall:5.2f}   (CPU ms: "
+              f"{g_cpu * 1e3:8.2f} / {f_cpu * 1e3:8.2f} = {g_cpu / f_cpu:5.2f})", flush=True)
     return rows
 
 
@@ -151,6 +156,8 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help="repeat each side at least this long (best of all calls)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both sides (default: torch's own)")
     args = parser.parse_args()
@@ -159,7 +166,7 @@ def main():
     torch.backends.quantized.engine = "fbgemm"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models:
-        bench(name, args.batches, args.repeats)
+        bench(name, args.batches, args.repeats, args.min_seconds)
         print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()),
               flush=True)
 

@@ -1,10 +1,12 @@
 """The golden model's C++ library (fpgacnn.golden.native): built once into the cache, no
 library (nor a half-built directory) where the compiler or its flags fail; and `run_parts`,
 whose parts threads spinning in `spin_while_equal` share (checked by the exact output of a
-kernel that writes one block of outputs per part, against an int64 matmul).
+kernel that writes one block of outputs per part, against an int64 matmul); a forked child
+forgets its parent's spinning threads.
 """
 
 import ctypes
+import os
 import subprocess
 import threading
 
@@ -85,3 +87,27 @@ def test_run_parts_runs_every_part_once_with_and_without_spinning_threads(spinne
         for thread in threads:
             thread.join()
     assert outcomes.count(native.CHANGED) == spinners
+
+
+@pytest.mark.skipif(native.built() is None, reason="no g++")
+def test_a_forked_child_counts_none_of_its_parents_spinning_threads():
+    """Else the child's run_parts would wait for helpers that it does not have."""
+    word = ctypes.c_int64(0)
+    spinner = threading.Thread(target=lambda: native.spin_while_equal(word, 0, 10**10))
+    spinner.start()
+    try:
+        while native.spinning_threads() == 0:
+            pass
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.write(write, bytes([native.spinning_threads()]))
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            counted_in_child = pipe.read()[0]
+        os.waitpid(child, 0)
+    finally:
+        word.value = 1
+        spinner.join()
+    assert counted_in_child == 0

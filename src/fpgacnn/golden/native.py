@@ -12,6 +12,7 @@ as torch does.
 
 import ctypes
 import functools
+import os
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -57,6 +58,7 @@ def _load():
     for name, argtypes in SPIN_ARGUMENTS.items():
         getattr(lib, name).argtypes = argtypes
     lib.spinning_threads.restype = _i64
+    os.register_at_fork(after_in_child=lib.forget_other_threads)
     return lib
 
 

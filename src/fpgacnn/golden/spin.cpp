@@ -123,6 +123,13 @@ void run_parts(Part part, const void *arguments, const int64_t *bounds, int64_t 
 // How many threads spin in spin_while_equal now.
 int64_t spinning_threads(void) { return spinners.load(); }
 
+// In a forked child, which has none of its parent's other threads.
+void forget_other_threads(void) {
+    spinners.store(0);
+    visitors.store(0);
+    posted.store(nullptr);
+}
+
 // Sets *asleep, then returns whether *count differs from `seen`: either this sees a
 // count_and_spin's add or that sees *asleep set.
 int announce_sleep(int64_t *asleep, const int64_t *count, int64_t seen) {
