@@ -152,3 +152,9 @@ def test_requantization_ties_and_extremes_equal_the_definition(zero_point, signe
                 ["conv"])
     x = np.arange(256).reshape(shape)
     _assert_kernel_equals_definition(qm, x, monkeypatch)
+
+
+@needs_kernel
+def test_amx_can_be_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("FPGACNN_AMX", "0")
+    assert not int8conv.amx_usable.__wrapped__()

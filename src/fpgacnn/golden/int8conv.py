@@ -12,6 +12,7 @@ released.
 import ctypes
 import functools
 import math
+import os
 
 import torch
 
@@ -51,8 +52,9 @@ def applies(epilogue: Epilogue) -> bool:
 
 @functools.cache
 def amx_usable() -> bool:
-    """Whether int8conv.cpp runs on AMX here (else on AVX-512 VNNI)."""
-    return bool(native.library().int8conv_amx_usable())
+    """Whether int8conv.cpp runs on AMX here (else on AVX-512 VNNI); FPGACNN_AMX=0 in the
+    environment keeps it on VNNI."""
+    return os.environ.get("FPGACNN_AMX") != "0" and bool(native.library().int8conv_amx_usable())
 
 
 def k_multiple(use_amx: bool) -> int:
