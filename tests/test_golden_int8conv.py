@@ -3,8 +3,9 @@ numpy definition (fpgacnn.golden.ops): random convolutions (strides, dilations, 
 padding, channel and output counts off the kernel's 4/64 steps, batches, per-channel and
 per-tensor multipliers, biases, ReLU/LeakyReLU/PReLU, signed and unsigned formats of every
 zero-point parity), on AMX and on AVX-512 VNNI, in one part and split over two threads; and
-the requantization's ties and extremes. The definition itself is held to onnxruntime and
-fbgemm by tests/test_quant_onnx*.py.
+the requantization's ties and extremes; the integer modes (gemmlowp, single_round, shift with
+every rounding) at their corners through the conv kernel and the GEMV. The definition itself
+is held to onnxruntime, fbgemm and gemmlowp's reference formulas by the other tests.
 """
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fpgacnn import golden
-from fpgacnn.golden import int8conv, workers
+from fpgacnn.golden import gemv, int8conv, workers
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import QLayer, QModel, Requant, TensorFormat
 
@@ -158,3 +159,63 @@ def test_requantization_ties_and_extremes_equal_the_definition(zero_point, signe
 def test_amx_can_be_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("FPGACNN_AMX", "0")
     assert not int8conv.amx_usable.__wrapped__()
+
+
+_INTEGER_CASES = {   # mode -> (multiplier, shift) per output channel: the corners of each mode
+    "gemmlowp": [(1 << 30, -1), (2**31 - 1, -31), (-2**31, 0), (-2**31, 3), (1 << 30, 32),
+                 (1 << 30, 40), (2**31 - 1, -62), (1 << 30, -70), (1518500250, -9),
+                 (-1518500250, -4), (3, 0), (0, 5)],
+    "single_round": [(1 << 30, -1), (2**31 - 1, -31), (-2**31, 0), (1 << 30, 30),
+                     (1518500250, -9), (-12345, -2), (3, 0), (0, 5)],
+    "shift": [(1, 0), (1, 1), (3, 7), (-2, 4), (127, 20), (1, 31), (5, -8), (1, 61),
+              (-1, 2), (0, 3), (7, 13), (1, -20)],
+}
+
+
+def _integer_layer(kind: str, mode: str, rounding: str, activation: str, fout: TensorFormat):
+    pairs = _INTEGER_CASES[mode]
+    biases = np.resize(np.array([0, 1, -1, 3, -3, 2**20 + 7, -2**20 - 9, 2**31 - 17000,
+                                 -2**31 + 17000, 2**24 + 1, -12582912, 255], np.int64),
+                       len(pairs))
+    cout = len(pairs)
+    op = ops.Conv2d(1, cout, 1) if kind == "conv" else ops.Linear(1, cout)
+    weight = np.ones((cout, 1, 1, 1) if kind == "conv" else (cout, 1), np.int8)
+    lo = max(fout.lo, fout.zero_point) if activation == "relu" else fout.lo
+    return QLayer("conv", op, ("x",), fout, lo, fout.hi, weight=weight,
+                  weight_scale=np.ones(1), weight_bits=8, bias=biases,
+                  requant=Requant(mode, np.array([m for m, _ in pairs], np.int64),
+                                  np.array([s for _, s in pairs], np.int64), rounding),
+                  **_activation(activation, None, cout))
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+@pytest.mark.parametrize("mode, rounding", [("gemmlowp", "half_up"),
+                                            ("single_round", "half_up"),
+                                            ("shift", "half_up"), ("shift", "half_even"),
+                                            ("shift", "truncate")])
+@pytest.mark.parametrize("activation", ["none", "relu", "leaky"])
+@pytest.mark.parametrize("signed_out, zero_point", [(False, 0), (False, 131), (True, 127)])
+def test_integer_modes_equal_the_definition_at_their_corners(kind, mode, rounding, activation,
+                                                              signed_out, zero_point,
+                                                              monkeypatch):
+    """requant.h's gemmlowp (saturating left shifts, INT32_MIN x INT32_MIN, right shifts past
+    31), single_round and shift (every rounding, left shifts) modes, through the conv kernel
+    and the GEMV, against the numpy definition; each output is the input plus its bias."""
+    fout = _format(signed_out, zero_point)
+    layer = _integer_layer(kind, mode, rounding, activation, fout)
+    rows = 16 if kind == "linear" else 1
+    shape = (1, 1, 4, 64) if kind == "conv" else (rows, 1)
+    fin = _format(False, 128)
+    qm = QModel("t", "affine" if mode != "shift" else "pow2", mode, rounding, 32,
+                {"x": shape}, {"x": fin}, [layer], ["conv"])
+    x = np.arange(256).reshape(shape) if kind == "conv" else np.arange(0, 256, 16)[:, None]
+    native_kernel = int8conv.ConvKernel if kind == "conv" else gemv.RequantizedGemv
+    calls = []
+    kernel_call = native_kernel.__call__
+    monkeypatch.setattr(native_kernel, "__call__",
+                        lambda *args: calls.append(1) or kernel_call(*args))
+    with workers.torch_threads_as_workers():
+        got = golden.run(qm, x)["conv"]
+    assert calls
+    np.testing.assert_array_equal(got, golden.run(qm, x, fast_path=False)["conv"])

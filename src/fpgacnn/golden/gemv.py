@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from fpgacnn.golden import native, workers
-from fpgacnn.golden.epilogue import Epilogue, NativeRequant
-from fpgacnn.golden.epilogue import native as native_requant
+from fpgacnn.golden.epilogue import NativeRequant
 
 PART_BYTES = 1 << 19            # weights per part, at least: threads take parts as they
 #                                 finish, so a slower core takes fewer
@@ -109,12 +108,11 @@ def part_bounds(packed: PackedWeights) -> list[int]:
 
 
 class RequantizedGemv:
-    """A linear layer's product and float32 epilogue (`Epilogue.fast`) in one kernel call per
-    part: the stored output codes without an int32 tensor in between."""
+    """A linear layer's product and epilogue (requant.h) in one kernel call per part: the
+    stored output codes without an int32 tensor in between."""
 
-    def __init__(self, packed: PackedWeights, epilogue: Epilogue, outputs: int):
-        self.requant = native_requant(epilogue, packed.corrections, outputs)
-        self.packed, self.outputs = packed, outputs
+    def __init__(self, packed: PackedWeights, requant: NativeRequant, outputs: int):
+        self.packed, self.requant, self.outputs = packed, requant, outputs
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor) -> None:
         """out (N, outputs) int8 = the stored output codes of x (N, K) int8."""

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from fpgacnn.golden import gemv, workers
+from fpgacnn.golden.epilogue import native as native_requant
 
 INT32_SAFE_TERMS = (1 << 31) // (128 * 128)
 BLOCK_BYTES = 1 << 23          # a block's working set: past L2, but fewer blocks (less Python
@@ -164,10 +165,12 @@ def packed_weights(wm: WeightMatrix, k_multiple: int = 4) -> gemv.PackedWeights:
 
 def requantized_gemv(wm: WeightMatrix, epilogue, outputs: int) -> "gemv.RequantizedGemv | None":
     """Product and epilogue of a linear layer of up to GEMV_ROWS rows in one kernel, where
-    gemv's kernel is available and the epilogue is its float32 kind."""
-    if not (epilogue.fast and gemv.available()):
+    gemv's kernel is available and requant.h runs the epilogue."""
+    if not (gemv.available() and (epilogue.fast or epilogue.integer)):
         return None
-    return gemv.RequantizedGemv(packed_weights(wm), epilogue, outputs)
+    packed = packed_weights(wm)
+    requant = native_requant(epilogue, packed.corrections, outputs)
+    return None if requant is None else gemv.RequantizedGemv(packed, requant, outputs)
 
 
 def _gemv_rows(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Consume) -> None:

@@ -3,8 +3,9 @@
 `int8conv.cpp` (in the library of `fpgacnn.golden.native`) builds im2col rows block by block,
 multiplies them by the weights in gemv's packed layout (on AMX where the CPU and kernel allow
 it, else AVX-512 VNNI) and requantizes the int32 sums with the float32 operations of
-`fpgacnn.golden.epilogue.Epilogue`, in the same order (requant.h). It applies where
-the library is available and the epilogue is its float32 kind (`Epilogue.fast`); the output
+`fpgacnn.golden.epilogue.Epilogue`, in the same order, or with the integer modes' int64
+arithmetic (requant.h). It applies where the library is available and requant.h runs the
+epilogue (`epilogue.native`); the output
 positions are split into parts that the worker threads take, each part one call with the GIL
 released.
 """
@@ -46,10 +47,6 @@ def available() -> bool:
     return gemv.available()
 
 
-def applies(epilogue: Epilogue) -> bool:
-    return epilogue.fast and available()
-
-
 @functools.cache
 def amx_usable() -> bool:
     """Whether int8conv.cpp runs on AMX here (else on AVX-512 VNNI); FPGACNN_AMX=0 in the
@@ -64,21 +61,21 @@ def k_multiple(use_amx: bool) -> int:
 
 def kernel_for(wm, epilogue: Epilogue, outputs: int) -> "ConvKernel | None":
     """The kernel of a conv with weight matrix `wm` (fpgacnn.golden.int8_gemm), or None where
-    it does not apply."""
-    if not applies(epilogue):
+    it does not apply (no library, or an epilogue that requant.h cannot run)."""
+    if not (available() and (epilogue.fast or epilogue.integer)):
         return None
     use_amx = amx_usable()
     packed = int8_gemm.packed_weights(wm, k_multiple(use_amx))
-    return ConvKernel(packed, epilogue, outputs, use_amx)
+    requant = native_requant(epilogue, packed.corrections, outputs)
+    return None if requant is None else ConvKernel(packed, requant, outputs, use_amx)
 
 
 class ConvKernel:
-    """One layer's weights, corrections and float32 epilogue in the kernel's form."""
+    """One layer's weights and epilogue in the kernel's form."""
 
-    def __init__(self, packed: gemv.PackedWeights, epilogue: Epilogue, outputs: int,
+    def __init__(self, packed: gemv.PackedWeights, requant: NativeRequant, outputs: int,
                  use_amx: bool):
-        self.requant = native_requant(epilogue, packed.corrections, outputs)
-        self.packed, self.outputs, self.use_amx = packed, outputs, use_amx
+        self.packed, self.requant, self.outputs, self.use_amx = packed, requant, outputs, use_amx
 
     def __call__(self, x: torch.Tensor, pad_value: int, op, out: torch.Tensor) -> None:
         """out (N * OH * OW, outputs) int8 = the stored output codes of x (N, H, W, C) int8."""

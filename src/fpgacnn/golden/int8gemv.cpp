@@ -17,7 +17,7 @@ int int8gemv_tile_outputs(void) { return TILE_OUTPUTS; }
 int int8_kernels_supported(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 }
 
 struct Gemv {
