@@ -3,6 +3,7 @@
     .venv/bin/python bench/golden_speed.py                 # AlexNet, VGG16, YOLOv3-tiny; batch 1, 16
     .venv/bin/python bench/golden_speed.py --models alexnet --batches 1 --repeats 3
     .venv/bin/python bench/golden_speed.py --threads 1     # both sides on one thread
+    .venv/bin/python bench/golden_speed.py --other-modes gemmlowp single_round shift
 
 Both sides run the same QModel (affine, 8 bits, per-channel weights, float32 requantization
 mode, whose conv/linear layers equal fbgemm's bit for bit): the golden model through
@@ -126,7 +127,7 @@ def _time(fn, repeats, min_seconds):
     return wall, cpu
 
 
-def bench(name, batches, repeats, min_seconds):
+def bench(name, batches, repeats, min_seconds, other_modes=()):
     shape = SHAPES[name]
     graph = load_model(f"zoo:{name}", input_shape=(1,) + shape)
     calib = np.random.default_rng(0).standard_normal((2,) + shape).astype(np.float32)
@@ -148,7 +149,20 @@ def bench(name, batches, repeats, min_seconds):
         print(f"{name:12} batch {batch:3}  golden {g_wall * 1e3:8.2f} ms  fbgemm "
               f"{f_wall * 1e3:8.2f} ms  ratio {g_wall / f_wall:5.2f}   (CPU ms: "
               f"{g_cpu * 1e3:8.2f} / {f_cpu * 1e3:8.2f} = {g_cpu / f_cpu:5.2f})", flush=True)
+        for mode in other_modes:
+            _print_other_mode(graph, calib, x, mode, g_wall, repeats, min_seconds)
     return rows
+
+
+def _print_other_mode(graph, calib, x, mode, float32_wall, repeats, min_seconds):
+    """The golden model alone in another requantization mode (fbgemm has only float32)."""
+    config = QuantConfig(scheme="pow2", bits=8) if mode == "shift" else \
+        QuantConfig(scheme="affine", bits=8, mode=mode, per_channel=True)
+    qm = quantize(graph, calib, config)
+    x_int = golden.quantize_input(qm, x)
+    wall, _ = _time(lambda: golden.run(qm, x_int), repeats, min_seconds)
+    print(f"{'':12} {'':9}  golden {wall * 1e3:8.2f} ms in {mode} mode: "
+          f"{wall / float32_wall:5.2f} x float32", flush=True)
 
 
 def main():
@@ -158,6 +172,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--min-seconds", type=float, default=1.0,
                         help="repeat each side at least this long (best of all calls)")
+    parser.add_argument("--other-modes", nargs="*", default=[],
+                        choices=["gemmlowp", "single_round", "shift"],
+                        help="also time the golden model alone in these modes (shift: pow2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both sides (default: torch's own)")
     args = parser.parse_args()
@@ -166,7 +183,7 @@ def main():
     torch.backends.quantized.engine = "fbgemm"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.models:
-        bench(name, args.batches, args.repeats, args.min_seconds)
+        bench(name, args.batches, args.repeats, args.min_seconds, args.other_modes)
         print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()),
               flush=True)
 
