@@ -1,10 +1,11 @@
 """The fast path: layers whose tensors all fit 8 bits, run on stored int8 torch tensors.
 
 Each kernel computes exactly what its counterpart in `fpgacnn.golden.ops` defines, without
-widening whole tensors to int64: convolutions and linear layers as int8 GEMMs whose int32
-accumulators are requantized block by block (`Epilogue`), max pools in C++ (`pool`; maxima of
-strided views without the library), concat/upsample/flatten/standalone activations as copies
-or epilogues.
+widening whole tensors to int64: convolutions and linear layers of up to 16 rows as C++
+kernels that requantize their int32 sums while in cache (`int8conv`, `gemv.RequantizedGemv`),
+else int8 GEMMs whose accumulators are requantized block by block (`Epilogue`); max pools in
+C++ (`pool`; maxima of strided views without the library); concat/upsample/flatten/standalone
+activations as copies or epilogues.
 `kernel_for` returns None where a layer falls outside what is proven exact here (wider
 formats, groups, weights outside int8, accumulators that could leave int32, windows made only
 of padding...); the executor then runs the numpy definition.
@@ -65,13 +66,13 @@ def conv_or_linear(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     epilogue = _cached(layer, ("epilogue", fin, rounding),
                        lambda: _epilogue(layer, fin, rounding))
     outputs = layer.weight.shape[0]
-    if isinstance(layer.op, ops.Linear):     # few rows: collect the blocks, then requantize
+    if isinstance(layer.op, ops.Linear):
         out = torch.empty((x.shape[0], outputs), dtype=torch.int8)
         requantized = _cached(layer, ("gemv", fin, rounding),
                               lambda: int8_gemm.requantized_gemv(wm, epilogue, outputs))
         if requantized is not None and x.shape[0] <= int8_gemm.GEMV_ROWS:
             requantized(x, out)
-        else:
+        else:                                # collect the blocks, then requantize
             epilogue(int8_gemm.linear_int32(x, wm, outputs), out)
     else:
         n, _, oh, ow = layer.op.output_shape([tuple(x.shape)])

@@ -1,8 +1,9 @@
 """An exact int8 x int8 -> int32 product for a few rows (a GEMV or a thin GEMM), in C++.
 
 `int8gemv.cpp` (in the library of `fpgacnn.golden.native`) streams weights packed once per
-weight matrix (`pack`) through AVX-512 VNNI. Where the library is not available, callers use
-`torch._int_mm`.
+weight matrix (`pack`) through AVX-512 VNNI, in parts that the worker threads share
+(`workers.run_parts`); `RequantizedGemv` also requantizes the sums (requant.h). Where the
+library is not available, callers use `torch._int_mm`.
 """
 
 import ctypes

@@ -1,13 +1,11 @@
-"""An ungrouped 8-bit convolution and its float32 requantization in one C++ call per part.
+"""An ungrouped 8-bit convolution and its requantization in one C++ call per part.
 
 `int8conv.cpp` (in the library of `fpgacnn.golden.native`) builds im2col rows block by block,
 multiplies them by the weights in gemv's packed layout (on AMX where the CPU and kernel allow
-it, else AVX-512 VNNI) and requantizes the int32 sums with the float32 operations of
-`fpgacnn.golden.epilogue.Epilogue`, in the same order, or with the integer modes' int64
-arithmetic (requant.h). It applies where the library is available and requant.h runs the
-epilogue (`epilogue.native`); the output
-positions are split into parts that the worker threads take, each part one call with the GIL
-released.
+it, else AVX-512 VNNI) and requantizes the int32 sums (requant.h: the float32 operations of
+`fpgacnn.golden.epilogue.Epilogue` in the same order, or the integer modes in int64). It
+applies where the library is available and requant.h runs the epilogue (`epilogue.native`);
+the output positions are split into parts that the worker threads share (`run_parts`).
 """
 
 import ctypes
@@ -22,7 +20,7 @@ from fpgacnn.golden.epilogue import Epilogue, NativeRequant
 from fpgacnn.golden.epilogue import native as native_requant
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
-BLOCK_ROWS = 48                  # output positions per block in int8conv.cpp
+BLOCK_ROWS = 64                  # output positions per block in int8conv.cpp
 SHARED_MACS = 20_000_000         # fewer multiply-adds: one part, on the calling thread
 PARTS_PER_THREAD = 4             # threads take parts as they finish: a slower core takes fewer
 
