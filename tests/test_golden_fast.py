@@ -252,3 +252,67 @@ def test_per_channel_activation_tables_equal_the_definition(mode):
     assert fast.kernel_for(prelu, [fin], [shape]) is fast.elementwise
     np.testing.assert_array_equal(golden.run(qm, x)["prelu"],
                                   golden.run(qm, x, fast_path=False)["prelu"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("activation", [None, "relu", "leaky"])
+def test_residual_add_equals_the_definition(mode, rounding, activation, monkeypatch):
+    """The add from its table of every pair of codes, in every mode (float32: onnxruntime's
+    QLinearAdd; else integer rescaling), signed and unsigned inputs, against the definition;
+    and on the definition's own path where a pair would raise."""
+    rng = np.random.default_rng(len(mode) + len(rounding))
+    fa, fb = TensorFormat(8, False, 0.1, 7), TensorFormat(8, True, 0.3, -2)
+    fout = TensorFormat(8, False, 0.25, 131)
+    if mode == "float32":
+        rqs, final = (Requant("float32", [0.4], [0]), Requant("float32", [1.2], [0])), None
+    else:
+        rqs = (_requant_for_add(mode, rounding, 3), _requant_for_add(mode, rounding, 5))
+        final = Requant("shift", [1], [4], rounding)
+    lo = fout.zero_point if activation == "relu" else fout.lo
+    act = dict(act_multiplier=np.array([6554]), act_shift=16) if activation == "leaky" else {}
+    layer = QLayer("add", ops.Add(), ("a", "b"), fout, lo, fout.hi, input_requants=rqs,
+                   requant=final, **act)
+    shape = (2, 5, 7, 3)
+    qm = QModel("t", "affine", mode, rounding, 32, {"a": shape, "b": shape},
+                {"a": fa, "b": fb}, [layer], ["add"])
+    x = {"a": rng.integers(0, 256, shape), "b": rng.integers(-128, 128, shape)}
+    assert fast.kernel_for(layer, [fa, fb], [shape, shape]) is fast.add
+    np.testing.assert_array_equal(golden.run(qm, x)["add"],
+                                  golden.run(qm, x, fast_path=False)["add"])
+
+
+def _requant_for_add(mode, rounding, seed):
+    rng = np.random.default_rng(seed)
+    if mode == "shift":
+        return Requant("shift", [int(rng.integers(1, 9))], [-2], rounding)
+    return Requant(mode, [int(rng.integers(1 << 30, 1 << 31))], [int(rng.integers(-3, 3))])
+
+
+def test_add_with_per_channel_slopes_runs_the_definition():
+    fin = TensorFormat(8, False, 0.1, 0)
+    layer = QLayer("add", ops.Add(), ("a", "b"), fin, 0, 255,
+                   input_requants=(Requant("gemmlowp", [1 << 30], [0]),
+                                   Requant("gemmlowp", [1 << 30], [0])),
+                   requant=Requant("shift", [1], [1], "half_up"),
+                   act_multiplier=np.array([100, 200]), act_shift=8)
+    assert fast.kernel_for(layer, [fin, fin], [(1, 2, 3, 3)] * 2) is None
+
+
+def test_add_whose_table_would_raise_runs_the_definition_and_its_errors():
+    """A multiplier that overflows 64 bits for codes away from the zero point: the table
+    cannot be made, so the definition runs, raising only where the data reach those codes."""
+    fin = TensorFormat(8, False, 0.1, 100)
+    huge = Requant("shift", [1 << 40], [-22], "half_up")
+    layer = QLayer("add", ops.Add(), ("a", "b"), fin, 0, 255,
+                   input_requants=(huge, huge), requant=Requant("shift", [1], [61], "half_up"))
+    shape = (1, 2, 3, 3)
+    qm = QModel("t", "pow2", "shift", "half_up", 32, {"a": shape, "b": shape},
+                {"a": fin, "b": fin}, [layer], ["add"])
+    at_zero = {"a": np.full(shape, 100), "b": np.full(shape, 100)}
+    np.testing.assert_array_equal(golden.run(qm, at_zero)["add"],
+                                  golden.run(qm, at_zero, fast_path=False)["add"])
+    away = {"a": np.full(shape, 255), "b": np.full(shape, 100)}
+    for fast_path in (True, False):
+        with pytest.raises(UserError, match="layer 'add'"):
+            golden.run(qm, away, fast_path=fast_path)

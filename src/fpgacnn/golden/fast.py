@@ -5,7 +5,7 @@ widening whole tensors to int64: convolutions and linear layers of up to 16 rows
 kernels that requantize their int32 sums while in cache (`int8conv`, `gemv.RequantizedGemv`),
 else int8 GEMMs whose accumulators are requantized block by block (`Epilogue`); max pools in
 C++ (`pool`; maxima of strided views without the library); concat/upsample/flatten/standalone
-activations as copies or epilogues.
+activations as copies or epilogues; residual adds from a table of every pair of codes.
 `kernel_for` returns None where a layer falls outside what is proven exact here (wider
 formats, groups, weights outside int8, accumulators that could leave int32, windows made only
 of padding...); the executor then runs the numpy definition.
@@ -19,7 +19,8 @@ import torch
 from fpgacnn.golden import int8_gemm, int8conv, pool, workers
 from fpgacnn.golden.epilogue import Epilogue
 from fpgacnn.golden.ops import run_layer
-from fpgacnn.golden.stored import from_nhwc, nhwc, offset, storable
+from fpgacnn.golden.requant import RangeError
+from fpgacnn.golden.stored import from_nhwc, nhwc, offset, storable, to_codes, to_stored
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import QLayer, TensorFormat
 
@@ -256,6 +257,49 @@ def _concat_look_ups(layer: QLayer, fmts, channels, rounding) -> list[_Lookup]:
     return [_Lookup(table[:, first:last]) for first, last in zip(bounds[:-1], bounds[1:])]
 
 
+def _pair_table(layer: QLayer, fmts, rounding) -> torch.Tensor | None:
+    """(65536,) stored output codes of the definition for every pair of stored input codes,
+    at index 256 * (byte of a) + (byte of b); None where a pair raises RangeError."""
+    codes = [np.clip(np.arange(256).astype(np.int8).astype(np.int64) + offset(f), f.lo, f.hi)
+             for f in fmts]
+    a = np.repeat(codes[0], 256).reshape(-1, 1, 1, 1)
+    b = np.tile(codes[1], 256).reshape(-1, 1, 1, 1)
+    try:
+        outputs = run_layer(layer, [a, b], fmts, rounding).reshape(-1) - offset(layer.output)
+    except RangeError:
+        return None
+    return torch.from_numpy(outputs.astype(np.int8))
+
+
+def add(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
+    """Residual add: the definition's output for the pair of codes at each position, from a
+    table of every pair (one requantization per input and channel-independent parameters
+    make the output a function of the two codes alone)."""
+    table = _cached(layer, ("pairs", tuple(fmts), rounding),
+                    lambda: _pair_table(layer, fmts, rounding))
+    if table is None:       # a pair of codes leaves what the definition computes: its errors
+        codes = [to_codes(x, f) for x, f in zip(xs, fmts)]
+        return to_stored(run_layer(layer, codes, fmts, rounding), layer.output)
+    a, b = (_rows(x).reshape(-1) for x in xs)
+    out = torch.empty_like(xs[0])
+    dst = _rows(out).view(-1)
+    step = int8_gemm.block_rows(len(a), _ROWS_ELEMENTS)
+
+    def block(start):
+        index = workers.scratch("index", min(step, len(a) - start), torch.int32)
+        index.copy_(a[start:start + step].view(torch.uint8)).mul_(256)
+        index.add_(b[start:start + step].view(torch.uint8))
+        torch.index_select(table, 0, index, out=dst[start:start + step])
+    workers.for_each(block, range(0, len(a), step))
+    return out
+
+
+def _channel_independent(layer: QLayer) -> bool:
+    slopes = [layer.act_multiplier] + [rq.multiplier for rq in layer.input_requants or ()]
+    return all(s is None or np.asarray(s).size == 1 for s in slopes) and \
+        getattr(layer, "act_slope", None) is None
+
+
 def _applies(layer: QLayer, fmts, shapes) -> bool:
     op = layer.op
     if isinstance(op, (ops.Conv2d, ops.Linear)):
@@ -268,13 +312,16 @@ def _applies(layer: QLayer, fmts, shapes) -> bool:
         return len(shapes[0]) == 2 or _is_identity(layer, fmts[0], *layer.input_requants[:1])
     if isinstance(op, ops.Concat):
         return op.axis == 1 and len(shapes[0]) in (2, 4)
+    if isinstance(op, ops.Add):
+        return shapes[0] == shapes[1] and len(shapes[0]) in (2, 4) and \
+            _channel_independent(layer)
     return True
 
 
 KERNELS = {ops.Conv2d: conv_or_linear, ops.Linear: conv_or_linear, ops.MaxPool: max_pool,
            ops.ReLU: elementwise, ops.LeakyReLU: elementwise, ops.PReLU: elementwise,
            ops.Clip: elementwise, ops.Upsample: elementwise, ops.Flatten: elementwise,
-           ops.Concat: concat}
+           ops.Concat: concat, ops.Add: add}
 
 
 def kernel_for(layer: QLayer, fmts, shapes):
