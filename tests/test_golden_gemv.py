@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fpgacnn import golden
-from fpgacnn.golden import gemv, int8_gemm, workers
+from fpgacnn.golden import gemv, int8_gemm, int8conv, workers
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import QLayer, QModel, Requant, TensorFormat
 
@@ -124,6 +124,7 @@ def _linear_model(outputs, k, rows, activation, per_channel, biases, fout, rng, 
 
 
 def _assert_requantized_kernel_equals_definition(qm, x, monkeypatch, rows):
+    monkeypatch.setattr(int8conv, "AMX_LINEAR_ROWS", 10**9)     # the GEMV, not AMX
     calls = []
     kernel_call = gemv.RequantizedGemv.__call__
     monkeypatch.setattr(gemv.RequantizedGemv, "__call__",

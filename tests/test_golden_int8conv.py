@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fpgacnn import golden
-from fpgacnn.golden import gemv, int8conv, workers
+from fpgacnn.golden import gemv, int8conv, native, workers
 from fpgacnn.ir import ops
 from fpgacnn.quant.model import QLayer, QModel, Requant, TensorFormat
 
@@ -23,10 +23,10 @@ needs_kernel = pytest.mark.skipif(not int8conv.available(),
 
 @pytest.fixture(params=["amx", "vnni"])
 def instructions(request, monkeypatch):
-    if request.param == "amx" and not int8conv.amx_usable():
+    if request.param == "amx" and not native.amx_usable():
         pytest.skip("no AMX here")
     if request.param == "vnni":
-        monkeypatch.setattr(int8conv, "amx_usable", lambda: False)
+        monkeypatch.setattr(native, "amx_usable", lambda: False)
     return request.param
 
 
@@ -158,7 +158,7 @@ def test_requantization_ties_and_extremes_equal_the_definition(zero_point, signe
 @needs_kernel
 def test_amx_can_be_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("FPGACNN_AMX", "0")
-    assert not int8conv.amx_usable.__wrapped__()
+    assert not native.amx_usable.__wrapped__()
 
 
 _INTEGER_CASES = {   # mode -> (multiplier, shift) per output channel: the corners of each mode
@@ -205,6 +205,7 @@ def test_integer_modes_equal_the_definition_at_their_corners(kind, mode, roundin
     fout = _format(signed_out, zero_point)
     layer = _integer_layer(kind, mode, rounding, activation, fout)
     rows = 16 if kind == "linear" else 1
+    monkeypatch.setattr(int8conv, "AMX_LINEAR_ROWS", 10**9)     # linear: the GEMV
     shape = (1, 1, 4, 64) if kind == "conv" else (rows, 1)
     fin = _format(False, 128)
     qm = QModel("t", "affine" if mode != "shift" else "pow2", mode, rounding, 32,
@@ -215,6 +216,40 @@ def test_integer_modes_equal_the_definition_at_their_corners(kind, mode, roundin
     kernel_call = native_kernel.__call__
     monkeypatch.setattr(native_kernel, "__call__",
                         lambda *args: calls.append(1) or kernel_call(*args))
+    with workers.torch_threads_as_workers():
+        got = golden.run(qm, x)["conv"]
+    assert calls
+    np.testing.assert_array_equal(got, golden.run(qm, x, fast_path=False)["conv"])
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [4, 16, 17, 100])
+@pytest.mark.parametrize("mode", ["float32", "gemmlowp", "shift"])
+def test_linear_layers_on_amx_equal_the_definition(rows, mode, monkeypatch):
+    """From AMX_LINEAR_ROWS rows a linear layer is a 1x1 convolution in the conv kernel, its
+    weight tiles split over the threads."""
+    if not native.amx_usable():
+        pytest.skip("no AMX here")
+    rng = np.random.default_rng(rows)
+    k, outputs = 1000, 200
+    fin, fout = _format(False, 3), _format(True, 120)
+    channels = outputs if mode != "shift" else 1
+    rq = {"float32": Requant("float32", rng.uniform(2e-5, 4e-4, channels).astype(np.float32),
+                             np.zeros(channels, np.int64)),
+          "gemmlowp": Requant("gemmlowp", rng.integers(1 << 30, 1 << 31, channels),
+                              rng.integers(-14, -8, channels)),
+          "shift": Requant("shift", [3], [13], "half_even")}[mode]
+    layer = QLayer("conv", ops.Linear(k, outputs), ("x",), fout, fout.lo, fout.hi,
+                   weight=rng.integers(-127, 128, (outputs, k)).astype(np.int8),
+                   weight_scale=np.ones(1), weight_bits=8,
+                   bias=rng.integers(-30000, 30000, outputs), requant=rq)
+    qm = QModel("t", "affine", mode, "half_even", 32, {"x": (rows, k)}, {"x": fin}, [layer],
+                ["conv"])
+    x = rng.integers(0, 256, (rows, k))
+    calls = []
+    linear = int8conv.ConvKernel.linear
+    monkeypatch.setattr(int8conv.ConvKernel, "linear",
+                        lambda *args: calls.append(1) or linear(*args))
     with workers.torch_threads_as_workers():
         got = golden.run(qm, x)["conv"]
     assert calls

@@ -69,12 +69,7 @@ def conv_or_linear(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
     outputs = layer.weight.shape[0]
     if isinstance(layer.op, ops.Linear):
         out = torch.empty((x.shape[0], outputs), dtype=torch.int8)
-        requantized = _cached(layer, ("gemv", fin, rounding),
-                              lambda: int8_gemm.requantized_gemv(wm, epilogue, outputs))
-        if requantized is not None and x.shape[0] <= int8_gemm.GEMV_ROWS:
-            requantized(x, out)
-        else:                                # collect the blocks, then requantize
-            epilogue(int8_gemm.linear_int32(x, wm, outputs), out)
+        _linear(layer, x, fin, rounding, wm, epilogue, out)
     else:
         n, _, oh, ow = layer.op.output_shape([tuple(x.shape)])
         out = torch.empty((n, oh, ow, outputs), dtype=torch.int8)
@@ -88,6 +83,21 @@ def conv_or_linear(layer: QLayer, xs, fmts, rounding) -> torch.Tensor:
             int8_gemm.conv_blocks(nhwc(x), pad_value, wm, layer.op, outputs, lambda acc, first:
                                   epilogue(acc, flat[first:first + acc.shape[0]]))
     return out if out.ndim == 2 else from_nhwc(out)
+
+
+def _linear(layer: QLayer, x, fin, rounding, wm, epilogue, out) -> None:
+    """out = the linear layer's codes: on AMX (the conv kernel) from AMX_LINEAR_ROWS rows,
+    through the GEMV kernel up to GEMV_ROWS, else int8 GEMMs and the epilogue."""
+    rows, outputs = x.shape[0], out.shape[1]
+    on_amx = _cached(layer, ("int8conv", fin, rounding),
+                     lambda: int8conv.kernel_for(wm, epilogue, outputs))
+    if on_amx is not None and on_amx.use_amx and rows >= int8conv.AMX_LINEAR_ROWS:
+        return on_amx.linear(x, out)
+    requantized = _cached(layer, ("gemv", fin, rounding),
+                          lambda: int8_gemm.requantized_gemv(wm, epilogue, outputs))
+    if requantized is not None and rows <= int8_gemm.GEMV_ROWS:
+        return requantized(x, out)
+    epilogue(int8_gemm.linear_int32(x, wm, outputs), out)   # collect the blocks, requantize
 
 
 def _covered(size, kernel, stride, before, out) -> bool:

@@ -60,6 +60,12 @@ def tile_outputs() -> int:
     return native.library().int8gemv_tile_outputs()
 
 
+def k_multiple() -> int:
+    """What packed weights pad K to: 64 where AMX runs (it reads 64 inputs at a time: one
+    packing serves the GEMV and the conv kernel), else 4."""
+    return 64 if native.amx_usable() else 4
+
+
 def pack(weights: torch.Tensor, sums: np.ndarray, k_multiple: int = 4) -> PackedWeights:
     """weights (O, K) int8 and sums (O,) (each row's sum) in the kernel's layout, K padded
     with zeros to a multiple of k_multiple (itself a multiple of 4)."""

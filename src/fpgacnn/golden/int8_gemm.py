@@ -156,11 +156,12 @@ def linear_blocks(x: torch.Tensor, wm: WeightMatrix, outputs: int, consume: Cons
     workers.for_each(run, range(0, n, block))
 
 
-def packed_weights(wm: WeightMatrix, k_multiple: int = 4) -> gemv.PackedWeights:
-    """The weights in gemv's layout (K padded to a multiple of k_multiple), packed once per
-    weight matrix."""
-    return _per_array(wm.matrix, ("packed", k_multiple),
-                      lambda matrix: gemv.pack(matrix.t()[:len(wm.sums)], wm.sums, k_multiple))
+def packed_weights(wm: WeightMatrix) -> gemv.PackedWeights:
+    """The weights in gemv's layout (K padded to `gemv.k_multiple()`), packed once per weight
+    matrix."""
+    multiple = gemv.k_multiple()
+    return _per_array(wm.matrix, ("packed", multiple),
+                      lambda matrix: gemv.pack(matrix.t()[:len(wm.sums)], wm.sums, multiple))
 
 
 def requantized_gemv(wm: WeightMatrix, epilogue, outputs: int) -> "gemv.RequantizedGemv | None":

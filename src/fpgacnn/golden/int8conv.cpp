@@ -131,13 +131,10 @@ AMX void amx_tile(const uint8_t *rows, int64_t count, int64_t k_padded, const in
 
 AMX void amx_release() { _tile_release(); }
 
-}  // namespace
-
-extern "C" {
-
-// Output positions first .. last - 1 (over N * OH * OW) of the convolution `p`.
-void int8conv(const Conv *conv, int64_t first, int64_t last) {
-    const Conv &p = *conv;
+// Output positions first .. last - 1 (over N * OH * OW) and the outputs of the weight tiles
+// first_tile .. last_tile - 1 of the convolution `p`.
+void convolve(const Conv &p, int64_t first, int64_t last, int64_t first_tile,
+              int64_t last_tile) {
     int64_t k = p.kh * p.kw * p.c, kp = p.k_padded;
     bool amx = p.use_amx && amx_usable();
     thread_local std::vector<uint8_t> rows;
@@ -152,7 +149,7 @@ void int8conv(const Conv *conv, int64_t first, int64_t last) {
             im2col_row(p, m0 + r, rows.data() + r * kp);
             memset(rows.data() + r * kp + k, 128, kp - k);     // meets zero weights
         }
-        for (int64_t t = 0; t < p.tiles; t++) {
+        for (int64_t t = first_tile; t < last_tile; t++) {
             const int8_t *weights = p.packed + t * kp * TILE_OUTPUTS;
             if (amx) amx_tile(rows.data(), count, kp, weights, sums.data());
             else int8tile::tile(rows.data(), count, kp, weights, zeros.data(), sums.data());
@@ -163,6 +160,21 @@ void int8conv(const Conv *conv, int64_t first, int64_t last) {
         }
     }
     if (amx) amx_release();
+}
+
+}  // namespace
+
+extern "C" {
+
+// Output positions first .. last - 1 (over N * OH * OW) of the convolution `p`.
+void int8conv(const Conv *p, int64_t first, int64_t last) {
+    convolve(*p, first, last, 0, p->tiles);
+}
+
+// Every output position, for the outputs of the weight tiles first_tile .. last_tile - 1 (a
+// few positions, many weights: a linear layer as a 1x1 convolution).
+void int8conv_tiles(const Conv *p, int64_t first_tile, int64_t last_tile) {
+    convolve(*p, 0, p->n * p->oh * p->ow, first_tile, last_tile);
 }
 
 // Whether int8conv can use AMX here (else it runs on VNNI).

@@ -11,7 +11,7 @@ the output positions are split into parts that the worker threads share (`run_pa
 import ctypes
 import functools
 import math
-import os
+from types import SimpleNamespace
 
 import torch
 
@@ -23,6 +23,8 @@ _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 BLOCK_ROWS = 64                  # output positions per block in int8conv.cpp
 SHARED_MACS = 20_000_000         # fewer multiply-adds: one part, on the calling thread
 PARTS_PER_THREAD = 4             # threads take parts as they finish: a slower core takes fewer
+AMX_LINEAR_ROWS = 4              # a linear layer of at least this many rows runs here on AMX
+#                                  (AlexNet fc6, 4 rows: 0.98 ms, the GEMV 1.37; 1 row: 0.95, 0.88)
 
 
 class _Conv(ctypes.Structure):
@@ -34,37 +36,30 @@ class _Conv(ctypes.Structure):
                  ("requant", NativeRequant), ("out", _ptr), ("outputs", _i64)])
 
 
+_ONE_BY_ONE = SimpleNamespace(kernel=(1, 1), stride=(1, 1), dilation=(1, 1),
+                              padding=(0, 0, 0, 0))
+
+
 @functools.cache
-def _kernel():
-    kernel = native.library().int8conv
-    kernel.argtypes = [_ptr, _i64, _i64]
-    return kernel
+def _function(name: str):
+    function = getattr(native.library(), name)
+    function.argtypes = [_ptr, _i64, _i64]
+    return function
 
 
 def available() -> bool:
     return gemv.available()
 
 
-@functools.cache
-def amx_usable() -> bool:
-    """Whether int8conv.cpp runs on AMX here (else on AVX-512 VNNI); FPGACNN_AMX=0 in the
-    environment keeps it on VNNI."""
-    return os.environ.get("FPGACNN_AMX") != "0" and bool(native.library().int8conv_amx_usable())
-
-
-def k_multiple(use_amx: bool) -> int:
-    """What the weights' K must be padded to: AMX reads 64 inputs at a time."""
-    return 64 if use_amx else 4
-
-
 def kernel_for(wm, epilogue: Epilogue, outputs: int) -> "ConvKernel | None":
-    """The kernel of a conv with weight matrix `wm` (fpgacnn.golden.int8_gemm), or None where
-    it does not apply (no library, or an epilogue that requant.h cannot run)."""
+    """The kernel of a conv (or a linear layer) with weight matrix `wm`
+    (fpgacnn.golden.int8_gemm), or None where it does not apply (no library, or an epilogue
+    that requant.h cannot run)."""
     if not (available() and (epilogue.fast or epilogue.integer)):
         return None
-    use_amx = amx_usable()
-    packed = int8_gemm.packed_weights(wm, k_multiple(use_amx))
+    packed = int8_gemm.packed_weights(wm)
     requant = native_requant(epilogue, packed.corrections, outputs)
+    use_amx = native.amx_usable() and packed.k4 % 64 == 0
     return None if requant is None else ConvKernel(packed, requant, outputs, use_amx)
 
 
@@ -84,7 +79,19 @@ class ConvKernel:
         macs = total * math.prod(op.kernel) * args.c * self.outputs
         parts = 1 if macs < SHARED_MACS else PARTS_PER_THREAD * workers.thread_count()
         step = -(-total // parts // BLOCK_ROWS) * BLOCK_ROWS
-        workers.run_parts(_kernel(), ctypes.byref(args), list(range(0, total, step)) + [total])
+        workers.run_parts(_function("int8conv"), ctypes.byref(args),
+                          list(range(0, total, step)) + [total])
+
+    def linear(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """out (N, outputs) int8 = the stored output codes of the linear layer of x (N, K)
+        int8: a 1x1 convolution of N positions, in parts of whole weight tiles."""
+        if x.stride(1) != 1:
+            x = x.contiguous()
+        n, k = x.shape
+        positions = x.as_strided((n, 1, 1, k), (x.stride(0), k, k, 1))
+        args = self._arguments(positions, 0, _ONE_BY_ONE, out)
+        workers.run_parts(_function("int8conv_tiles"), ctypes.byref(args),
+                          gemv.part_bounds(self.packed))
 
     def _arguments(self, x, pad_value, op, out) -> _Conv:
         assert x.dtype == out.dtype == torch.int8 and out.is_contiguous()

@@ -79,6 +79,15 @@ def library():
     return lib if lib is not None and lib.int8_kernels_supported() else None
 
 
+@functools.cache
+def amx_usable() -> bool:
+    """Whether the kernels may use AMX here (else AVX-512 VNNI); FPGACNN_AMX=0 in the
+    environment keeps them on VNNI."""
+    lib = library()
+    return lib is not None and os.environ.get("FPGACNN_AMX") != "0" and \
+        bool(lib.int8conv_amx_usable())
+
+
 def can_spin() -> bool:
     """Whether `spin_while_equal` is there (it needs the library, not VNNI)."""
     return built() is not None
