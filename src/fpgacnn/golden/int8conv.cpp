@@ -1,5 +1,5 @@
-// An ungrouped 8-bit convolution with its float32 requantization, in one pass (AVX-512 VNNI,
-// or AMX where the CPU and the kernel allow it).
+// An ungrouped 8-bit convolution (or a linear layer, as a 1x1 one) with its requantization, in
+// one pass (AVX-512 VNNI, or AMX where the CPU and the kernel allow it).
 //
 // Output positions are taken in blocks of BLOCK_ROWS: the block's im2col rows (kh, kw, C order,
 // moved to u8 as int8tile.h wants, K padded to k_padded) are built in a per-thread buffer,
