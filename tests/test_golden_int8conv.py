@@ -87,11 +87,16 @@ def convolutions(draw):
     return qm, rng.integers(fin.lo, fin.hi + 1, shape)
 
 
-def _assert_kernel_equals_definition(qm, x, monkeypatch):
+def _counted(monkeypatch, cls, method: str) -> list:
+    """A list that grows by one at each call of cls.method (which still runs)."""
     calls = []
-    kernel_call = int8conv.ConvKernel.__call__
-    monkeypatch.setattr(int8conv.ConvKernel, "__call__",
-                        lambda *args: calls.append(1) or kernel_call(*args))
+    original = getattr(cls, method)
+    monkeypatch.setattr(cls, method, lambda *args: calls.append(1) or original(*args))
+    return calls
+
+
+def _assert_kernel_equals_definition(qm, x, monkeypatch):
+    calls = _counted(monkeypatch, int8conv.ConvKernel, "__call__")
     got = golden.run(qm, x)["conv"]
     expected = golden.run(qm, x, fast_path=False)["conv"]
     per_channel_table = qm.layers[0].act_multiplier is not None and \
@@ -212,10 +217,7 @@ def test_integer_modes_equal_the_definition_at_their_corners(kind, mode, roundin
                 {"x": shape}, {"x": fin}, [layer], ["conv"])
     x = np.arange(256).reshape(shape) if kind == "conv" else np.arange(0, 256, 16)[:, None]
     native_kernel = int8conv.ConvKernel if kind == "conv" else gemv.RequantizedGemv
-    calls = []
-    kernel_call = native_kernel.__call__
-    monkeypatch.setattr(native_kernel, "__call__",
-                        lambda *args: calls.append(1) or kernel_call(*args))
+    calls = _counted(monkeypatch, native_kernel, "__call__")
     with workers.torch_threads_as_workers():
         got = golden.run(qm, x)["conv"]
     assert calls
@@ -246,10 +248,7 @@ def test_linear_layers_on_amx_equal_the_definition(rows, mode, monkeypatch):
     qm = QModel("t", "affine", mode, "half_even", 32, {"x": (rows, k)}, {"x": fin}, [layer],
                 ["conv"])
     x = rng.integers(0, 256, (rows, k))
-    calls = []
-    linear = int8conv.ConvKernel.linear
-    monkeypatch.setattr(int8conv.ConvKernel, "linear",
-                        lambda *args: calls.append(1) or linear(*args))
+    calls = _counted(monkeypatch, int8conv.ConvKernel, "linear")
     with workers.torch_threads_as_workers():
         got = golden.run(qm, x)["conv"]
     assert calls
