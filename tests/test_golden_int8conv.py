@@ -225,7 +225,7 @@ def test_integer_modes_equal_the_definition_at_their_corners(kind, mode, roundin
 
 
 @needs_kernel
-@pytest.mark.parametrize("rows", [4, 16, 17, 100])
+@pytest.mark.parametrize("rows", [12, 16, 17, 100])
 @pytest.mark.parametrize("mode", ["float32", "gemmlowp", "shift"])
 def test_linear_layers_on_amx_equal_the_definition(rows, mode, monkeypatch):
     """From AMX_LINEAR_ROWS rows a linear layer is a 1x1 convolution in the conv kernel, its

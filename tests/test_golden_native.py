@@ -53,10 +53,7 @@ def _run_parts_of_gemv(x, packed, bounds) -> np.ndarray:
     """The int8gemv kernel's tiles in parts through native.run_parts; out starts as garbage."""
     from fpgacnn.golden import gemv
     out = torch.full((x.shape[0], packed.tiles * gemv.tile_outputs()), -7, dtype=torch.int32)
-    xt = torch.from_numpy(x)
-    arguments = gemv._Gemv(xt.data_ptr(), x.shape[0], x.shape[1], x.shape[1],
-                           packed.data.data_ptr(), packed.corrections.data_ptr(), packed.k4,
-                           out.data_ptr(), out.shape[1])
+    arguments = gemv._arguments(torch.from_numpy(x), packed, out.data_ptr(), out.shape[1])
     native.run_parts(gemv._kernel(), ctypes.byref(arguments), bounds)
     return out.numpy()
 

@@ -35,8 +35,8 @@ _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 
 
 class _Gemv(ctypes.Structure):
-    _fields_ = [("x", _ptr), ("rows", _i64), ("x_stride", _i64), ("k", _i64), ("packed", _ptr),
-                ("corrections", _ptr), ("k4", _i64), ("out", _ptr), ("out_stride", _i64)]
+    _fields_ = [("xu", _ptr), ("rows", _i64), ("packed", _ptr), ("corrections", _ptr),
+                ("k4", _i64), ("out", _ptr), ("out_stride", _i64)]
 
 
 class _RequantizedGemv(ctypes.Structure):
@@ -98,12 +98,15 @@ def products(x: torch.Tensor, packed: PackedWeights, bounds: list[int],
 
 
 def _arguments(x: torch.Tensor, packed: PackedWeights, out: int, out_stride: int) -> _Gemv:
-    if x.stride(1) != 1:
-        x = x.contiguous()
+    """The kernel's arguments; x (N, K) int8 as the rows it reads, x + 128 as u8 padded with
+    128 to k4 (against zero weights), made once for all parts."""
     assert x.dtype == torch.int8 and packed.data.data_ptr() % 64 == 0
-    arguments = _Gemv(x.data_ptr(), x.shape[0], x.stride(0), x.shape[1], packed.data.data_ptr(),
+    rows, k = x.shape
+    xu = torch.full((rows, packed.k4), 128, dtype=torch.uint8)
+    torch.bitwise_xor(x.view(torch.uint8), 128, out=xu[:, :k])
+    arguments = _Gemv(xu.data_ptr(), rows, packed.data.data_ptr(),
                       packed.corrections.data_ptr(), packed.k4, out, out_stride)
-    arguments.x_tensor = x                      # alive as long as the arguments
+    arguments.rows_u8 = xu                      # alive as long as the arguments
     return arguments
 
 

@@ -23,8 +23,9 @@ _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 BLOCK_ROWS = 64                  # output positions per block in int8conv.cpp
 SHARED_MACS = 20_000_000         # fewer multiply-adds: one part, on the calling thread
 PARTS_PER_THREAD = 4             # threads take parts as they finish: a slower core takes fewer
-AMX_LINEAR_ROWS = 4              # a linear layer of at least this many rows runs here on AMX
-#                                  (AlexNet fc6, 4 rows: 0.98 ms, the GEMV 1.37; 1 row: 0.95, 0.88)
+AMX_LINEAR_ROWS = 12             # a linear layer of at least this many rows runs here on AMX
+#                                  (AlexNet fc6, ms, AMX / GEMV: 8 rows 1.13 / 1.07, 16 rows
+#                                  1.21 / 1.48)
 
 
 class _Conv(ctypes.Structure):

@@ -21,8 +21,8 @@ int int8_kernels_supported(void) {
 }
 
 struct Gemv {
-    const int8_t *x;                     // rows x k, rows x_stride apart
-    int64_t rows, x_stride, k;
+    const uint8_t *xu;                   // rows x k4: x + 128 (u8), then 128 up to k4
+    int64_t rows;
     const int8_t *packed;                // pack's layout, K rounded up to k4 (a multiple of 4)
     const int32_t *corrections;
     int64_t k4;
@@ -48,13 +48,9 @@ void tiles(const Gemv &g, int64_t first_tile, int64_t last_tile, const int32_t *
            AtTile at_tile) {
     int64_t rows = g.rows, k4 = g.k4;
     if (rows <= 0) return;
-    std::vector<uint8_t> xu(rows * k4, 128);    // padding meets zero weights
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < g.k; i++)
-            xu[r * k4 + i] = (uint8_t)(g.x[r * g.x_stride + i] ^ 0x80);
     std::vector<int32_t> sums(rows * TILE_OUTPUTS), zeros(TILE_OUTPUTS);
     for (int64_t t = first_tile; t < last_tile; t++) {
-        int8tile::tile(xu.data(), rows, k4, g.packed + t * k4 * TILE_OUTPUTS,
+        int8tile::tile(g.xu, rows, k4, g.packed + t * k4 * TILE_OUTPUTS,
                        corrections ? corrections + t * TILE_OUTPUTS : zeros.data(), sums.data());
         at_tile(t, sums.data());
     }
