@@ -44,15 +44,8 @@ class _RequantizedGemv(ctypes.Structure):
                 ("codes_stride", _i64), ("outputs", _i64)]
 
 
-@functools.cache
-def _function(name: str):
-    function = getattr(native.library(), name)
-    function.argtypes = [_ptr, _i64, _i64]
-    return function
-
-
 def _kernel():
-    return _function("int8gemv")
+    return native.part_function("int8gemv")
 
 
 @functools.cache
@@ -130,5 +123,5 @@ class RequantizedGemv:
         product = _arguments(x, self.packed, None, 0)        # holds x while it runs
         arguments = _RequantizedGemv(product, self.requant, out.data_ptr(), out.stride(0),
                                      self.outputs)
-        workers.run_parts(_function("int8gemv_requantized"), ctypes.byref(arguments),
+        workers.run_parts(native.part_function("int8gemv_requantized"), ctypes.byref(arguments),
                           part_bounds(self.packed))

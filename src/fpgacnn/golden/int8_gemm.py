@@ -255,7 +255,7 @@ def conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: 
     worker threads); returns (OH, OW).
     """
     n, h, w = x.shape[:3]
-    oh, ow = _conv_output_size(h, w, op)
+    oh, ow = conv_output_size(h, w, op)
     row_bytes = ow * (wm.matrix.shape[0] + 8 * wm.matrix.shape[1])  # im2col, int32, float32
     macs = n * oh * ow * math.prod(op.kernel) * x.shape[3] * outputs
     if macs < SHARED_CONV_MACS and n * oh * row_bytes <= BLOCK_BYTES:
@@ -264,7 +264,7 @@ def conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs: 
     return _conv_blocks(x, pad_value, wm, op, outputs, consume, row_bytes)
 
 
-def _conv_output_size(h: int, w: int, op) -> tuple[int, int]:
+def conv_output_size(h: int, w: int, op) -> tuple[int, int]:
     t, l, b, r = op.padding
     (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
     return (h + t + b - dh * (kh - 1) - 1) // sh + 1, (w + l + r - dw * (kw - 1) - 1) // sw + 1
@@ -274,7 +274,7 @@ def _conv_blocks(x: torch.Tensor, pad_value: int, wm: WeightMatrix, op, outputs:
                  consume: Consume, row_bytes: int) -> tuple[int, int]:
     xp = padded(x, op.padding, pad_value)
     n = x.shape[0]
-    oh, ow = _conv_output_size(*x.shape[1:3], op)
+    oh, ow = conv_output_size(*x.shape[1:3], op)
     k8 = wm.matrix.shape[0]
     rows_per_block = block_rows(n * oh, max(1, BLOCK_BYTES // row_bytes))
 

@@ -9,7 +9,6 @@ the output positions are split into parts that the worker threads share (`run_pa
 """
 
 import ctypes
-import functools
 import math
 from types import SimpleNamespace
 
@@ -39,13 +38,6 @@ class _Conv(ctypes.Structure):
 
 _ONE_BY_ONE = SimpleNamespace(kernel=(1, 1), stride=(1, 1), dilation=(1, 1),
                               padding=(0, 0, 0, 0))
-
-
-@functools.cache
-def _function(name: str):
-    function = getattr(native.library(), name)
-    function.argtypes = [_ptr, _i64, _i64]
-    return function
 
 
 def available() -> bool:
@@ -80,7 +72,7 @@ class ConvKernel:
         macs = total * math.prod(op.kernel) * args.c * self.outputs
         parts = 1 if macs < SHARED_MACS else PARTS_PER_THREAD * workers.thread_count()
         step = -(-total // parts // BLOCK_ROWS) * BLOCK_ROWS
-        workers.run_parts(_function("int8conv"), ctypes.byref(args),
+        workers.run_parts(native.part_function("int8conv"), ctypes.byref(args),
                           list(range(0, total, step)) + [total])
 
     def linear(self, x: torch.Tensor, out: torch.Tensor) -> None:
@@ -91,17 +83,16 @@ class ConvKernel:
         n, k = x.shape
         positions = x.as_strided((n, 1, 1, k), (x.stride(0), k, k, 1))
         args = self._arguments(positions, 0, _ONE_BY_ONE, out)
-        workers.run_parts(_function("int8conv_tiles"), ctypes.byref(args),
+        workers.run_parts(native.part_function("int8conv_tiles"), ctypes.byref(args),
                           gemv.part_bounds(self.packed))
 
     def _arguments(self, x, pad_value, op, out) -> _Conv:
         assert x.dtype == out.dtype == torch.int8 and out.is_contiguous()
         packed = self.packed
         (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
-        t, l, b, r = op.padding
+        t, l = op.padding[:2]
         n, h, w, c = x.shape
-        oh = (h + t + b - dh * (kh - 1) - 1) // sh + 1
-        ow = (w + l + r - dw * (kw - 1) - 1) // sw + 1
+        oh, ow = int8_gemm.conv_output_size(h, w, op)
         return _Conv(x.data_ptr(), n, h, w, c, *x.stride()[:3], kh, kw, sh, sw, dh, dw, t, l,
                      oh, ow, pad_value, packed.data.data_ptr(), packed.k4, packed.tiles,
                      self.use_amx, self.requant, out.data_ptr(), self.outputs)

@@ -88,6 +88,16 @@ def amx_usable() -> bool:
         bool(lib.int8conv_amx_usable())
 
 
+@functools.cache
+def part_function(name: str):
+    """The library's kernel `name`, void name(const void *arguments, int64_t first, int64_t
+    last): one part of a job (see `run_parts`)."""
+    function = getattr(built(), name)
+    function.argtypes = [_ptr, _i64, _i64]
+    function.restype = None
+    return function
+
+
 def can_spin() -> bool:
     """Whether `spin_while_equal` is there (it needs the library, not VNNI)."""
     return built() is not None

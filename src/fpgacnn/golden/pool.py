@@ -7,7 +7,6 @@ Where the library is not built, callers use their torch path.
 """
 
 import ctypes
-import functools
 
 import torch
 
@@ -30,14 +29,6 @@ def available() -> bool:
     return native.built() is not None
 
 
-@functools.cache
-def _kernel(name: str = "max_pool_rows"):
-    kernel = getattr(native.built(), name)
-    kernel.argtypes = [ctypes.c_void_p, _i64, _i64]
-    kernel.restype = None
-    return kernel
-
-
 def max_pool(x: torch.Tensor, op: ops.MaxPool, parts: int,
              kernel: str = "max_pool_rows") -> torch.Tensor:
     """The max pool of the stored (N, C, H, W) int8 tensor x (unit channel stride), as a new
@@ -53,9 +44,9 @@ def max_pool(x: torch.Tensor, op: ops.MaxPool, parts: int,
                       *op.padding[:2], xn, xh, xw, yn, yh, yw)
     rows = n * oh
     if parts <= 1:
-        _kernel(kernel)(ctypes.byref(args), 0, rows)
+        native.part_function(kernel)(ctypes.byref(args), 0, rows)
     else:
         step = max(1, -(-rows // parts))
-        workers.run_parts(_kernel(kernel), ctypes.byref(args),
+        workers.run_parts(native.part_function(kernel), ctypes.byref(args),
                           list(range(0, rows, step)) + [rows])
     return y
